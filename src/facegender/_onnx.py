@@ -1,0 +1,26 @@
+"""Shared onnxruntime session set-up, so every model class loads and fails the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+
+from facegender.errors import ModelError
+
+__all__ = ["create_session"]
+
+
+def create_session(path: Path, *, threads: int) -> ort.InferenceSession:
+    """Open an ONNX model for CPU inference; ``threads`` of 0 lets onnxruntime choose."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"cannot load model {path.name}: {exc}") from None

@@ -1,0 +1,39 @@
+"""All settings in one place: environment variables ``FACEGENDER_*``, validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facegender.classify import DEFAULT_CLASSIFIER_PATH
+from facegender.decode import DEFAULT_MAX_PIXELS
+from facegender.detect import DEFAULT_DETECTOR_PATH
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Library and service settings; every field can be set as ``FACEGENDER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEGENDER_", frozen=True, extra="forbid")
+
+    classifier_path: Path = Field(default=DEFAULT_CLASSIFIER_PATH, description="Gender model (ONNX).")
+    detector_path: Path = Field(default=DEFAULT_DETECTOR_PATH, description="Face detector model (ONNX).")
+    detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Minimum face detection score.")
+    max_pixels: int = Field(
+        default=DEFAULT_MAX_PIXELS, ge=64, le=89_000_000, description="Refuse images with more pixels than this."
+    )
+    threads: int = Field(default=0, ge=0, le=256, description="onnxruntime threads per model; 0 lets it choose.")
+    min_face_size: int | None = Field(
+        default=None,
+        ge=8,
+        description="Also search finer tiles for faces down to this many pixels (slower; default: 1/8 of short side).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    port: int = Field(default=3001, ge=1, le=65535, description="Port the service listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload, in bytes.")
+    max_batch_files: int = Field(default=16, ge=1, le=1000, description="Most files in one batch request.")
+    cors_origins: list[str] = Field(default=["*"], description="Origins allowed to call the API from a browser.")

@@ -1,0 +1,1 @@
+"""Training needs the ``[train]`` extra (PyTorch); serving never imports this package."""

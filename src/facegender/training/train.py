@@ -1,0 +1,287 @@
+"""Train the gender network on face chips, calibrate it, and export it to ONNX."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.nn import functional
+from tqdm import tqdm
+
+from facegender.chips import make_chips
+from facegender.classify import CLASSIFIER_INPUT_NAME, CLASSIFIER_OUTPUT_NAME
+from facegender.data import LabeledImage, load_dataset
+from facegender.errors import DatasetError
+from facegender.results import LABELS
+from facegender.training.network import GenderNet, imagenet_weights_path
+
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "fit_temperature", "train"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The stem and first stages keep their ImageNet filters: generic edges and textures, and training
+# only the rest is what makes an hour on two CPU cores enough.
+FROZEN_LAYERS = 7
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    out: Path
+    epochs: int = 8
+    batch_size: int = 64
+    image_size: int = 112
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    limit: int | None = None
+    pretrained: bool = True
+    cache_dir: Path | None = None
+    model_version: str = "1.0.0"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    temperature: float
+    best_epoch: int
+    history: list[EpochRecord] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class _Exportable(nn.Module):
+    """uint8 NHWC chips in, calibrated probabilities out; averages the chip and its mirror image."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, net: GenderNet, temperature: float) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
+        self.temperature = temperature
+
+    def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        x = (chips.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        logits = (self.net(x) + self.net(torch.flip(x, dims=[3]))) / 2
+        return torch.softmax(logits / self.temperature, dim=1)
+
+
+def _normalise(chips: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=chips.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=chips.device).view(1, 3, 1, 1)
+    return (chips.permute(0, 3, 1, 2).float() / 255 - mean) / std
+
+
+def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random mirror, small rotation/scale/shift, colour jitter and occasional greyscale (NCHW, [0,1])."""
+    n = batch.shape[0]
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator) * (high - low) + low
+
+    angle = uniform(-12, 12, n) * math.pi / 180
+    scale = uniform(0.9, 1.12, n)
+    shift = uniform(-0.06, 0.06, n, 2)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+    )
+    grid = functional.affine_grid(theta.to(batch.device), list(batch.shape), align_corners=False)
+    out = functional.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    brightness = uniform(0.75, 1.25, n, 1, 1, 1).to(batch.device)
+    contrast = uniform(0.75, 1.25, n, 1, 1, 1).to(batch.device)
+    saturation = uniform(0.6, 1.4, n, 1, 1, 1).to(batch.device)
+    grey = out.mean(dim=1, keepdim=True)
+    out = grey + (out - grey) * saturation
+    out = (out - out.mean(dim=(1, 2, 3), keepdim=True)) * contrast + out.mean(dim=(1, 2, 3), keepdim=True)
+    out = out * brightness
+    to_grey = (torch.rand(n, generator=generator) < 0.1).to(batch.device).view(n, 1, 1, 1)
+    out = torch.where(to_grey, out.mean(dim=1, keepdim=True).expand_as(out), out)
+    return out.clamp(0, 1)
+
+
+def fit_temperature(logits: NDArray[np.float32], targets: NDArray[np.int64]) -> float:
+    """The temperature that minimises validation negative log-likelihood (Guo et al., 2017)."""
+    candidates = np.exp(np.linspace(math.log(0.25), math.log(4.0), 241))
+    best, best_nll = 1.0, math.inf
+    for temperature in candidates:
+        scaled = logits / temperature
+        log_probs = scaled - np.logaddexp(scaled[:, 0], scaled[:, 1])[:, None]
+        nll = float(-log_probs[np.arange(len(targets)), targets].mean())
+        if nll < best_nll:
+            best, best_nll = float(temperature), nll
+    return best
+
+
+def _predict_logits(net: GenderNet, chips: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    net.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(chips), batch_size * 4):
+            x = _normalise(chips[start : start + batch_size * 4].to(device))
+            outputs.append(((net(x) + net(torch.flip(x, dims=[3]))) / 2).cpu())
+    return torch.cat(outputs) if outputs else torch.zeros((0, 2))
+
+
+def _select(items: list[LabeledImage], limit: int | None) -> list[LabeledImage]:
+    if limit is None:
+        return items
+    # An even slice keeps every split and class represented in small smoke-test runs.
+    step = max(1, len(items) // limit)
+    return items[::step][:limit]
+
+
+def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train, calibrate and export; writes ``gender.onnx`` and ``training.json`` into ``config.out``."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    items = _select(load_dataset(config.data), config.limit)
+    with tqdm(total=len(items), desc="face chips", unit="img", disable=None) as bar:
+        chip_set = make_chips(
+            [item.path for item in items], size=config.image_size, cache_dir=config.cache_dir, progress=bar.update
+        )
+    chips = torch.from_numpy(chip_set.chips)
+    targets = torch.tensor([item.target for item in items])
+    usable = torch.from_numpy(chip_set.found)
+    train_index = torch.tensor([i for i, item in enumerate(items) if item.split == "train"], dtype=torch.long)
+    val_index = torch.tensor([i for i, item in enumerate(items) if item.split == "val"], dtype=torch.long)
+    train_index = train_index[usable[train_index]]
+    val_index = val_index[usable[val_index]]
+    if len(train_index) == 0:
+        raise DatasetError("no training images with a detectable face")
+    if len(val_index) == 0:  # tiny smoke-test sets: calibrate on what there is
+        val_index = train_index
+
+    net = GenderNet().to(device)
+    weights = imagenet_weights_path() if config.pretrained else None
+    if weights is not None:
+        net.load_imagenet_backbone(weights)
+    frozen = net.features[:FROZEN_LAYERS]
+    for parameter in frozen.parameters():
+        parameter.requires_grad = False
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps = config.epochs * math.ceil(len(train_index) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=max(1, steps), pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[EpochRecord] = []
+    best_state, best_accuracy, best_epoch = None, -1.0, 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        net.train()
+        frozen.eval()  # frozen layers keep their ImageNet batch-norm statistics
+        order = train_index[torch.randperm(len(train_index), generator=generator)]
+        seen, loss_sum, correct = 0, 0.0, 0
+        with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="img", disable=None) as bar:
+            for start in range(0, len(order), config.batch_size):
+                index = order[start : start + config.batch_size]
+                x = _augment(chips[index].permute(0, 3, 1, 2).float() / 255, generator)
+                x = _normalise((x * 255).permute(0, 2, 3, 1)).to(device)
+                y = targets[index].to(device)
+                logits = net(x)
+                loss = functional.cross_entropy(logits, y)
+                optimizer.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                scheduler.step()
+                seen += len(index)
+                loss_sum += loss.item() * len(index)
+                correct += int((logits.argmax(1) == y).sum())
+                bar.update(len(index))
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        val_logits = _predict_logits(net, chips[val_index], device, config.batch_size)
+        val_targets = targets[val_index]
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=loss_sum / seen,
+            train_accuracy=correct / seen,
+            val_loss=float(functional.cross_entropy(val_logits, val_targets)),
+            val_accuracy=float((val_logits.argmax(1) == val_targets).float().mean()),
+            seconds=time.perf_counter() - started,
+        )
+        history.append(record)
+        if log:
+            log(
+                f"epoch {epoch}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}, "
+                f"val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f} ({record.seconds:.0f}s)"
+            )
+        if record.val_accuracy > best_accuracy:
+            best_accuracy, best_epoch = record.val_accuracy, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    assert best_state is not None
+    net.load_state_dict(best_state)
+    val_logits = _predict_logits(net, chips[val_index], device, config.batch_size)
+    temperature = fit_temperature(val_logits.numpy(), targets[val_index].numpy())
+    config.out.mkdir(parents=True, exist_ok=True)
+    model_path = config.out / "gender.onnx"
+    _export(net.cpu(), temperature, config, model_path)
+    counts = {
+        "train": len(train_index),
+        "val": len(val_index),
+        "test": sum(item.split == "test" for item in items),
+        "no_face": int((~usable).sum()),
+    }
+    result = TrainResult(model_path, temperature, best_epoch, history, counts)
+    summary = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "pretrained_weights": str(weights) if weights else None,
+        "temperature": temperature,
+        "best_epoch": best_epoch,
+        "counts": counts,
+        "history": [asdict(record) for record in history],
+    }
+    (config.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result
+
+
+def _export(net: GenderNet, temperature: float, config: TrainConfig, path: Path) -> None:
+    net.eval()
+    module = _Exportable(net, temperature).eval()
+    sample = torch.zeros((1, config.image_size, config.image_size, 3), dtype=torch.uint8)
+    torch.onnx.export(
+        module,
+        (sample,),
+        str(path),
+        input_names=[CLASSIFIER_INPUT_NAME],
+        output_names=[CLASSIFIER_OUTPUT_NAME],
+        dynamic_axes={CLASSIFIER_INPUT_NAME: {0: "batch"}, CLASSIFIER_OUTPUT_NAME: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    model = onnx.load(str(path))
+    metadata = {
+        "name": "facegender-mobilenetv2",
+        "version": config.model_version,
+        "input_size": str(config.image_size),
+        "labels": ",".join(LABELS),
+        "temperature": f"{temperature:.4f}",
+        "trained_on": config.data.name,
+    }
+    onnx.helper.set_model_props(model, metadata)
+    onnx.save(model, str(path))

@@ -1,0 +1,109 @@
+"""Fixtures that run the HTTP service in a real uvicorn process and find the shared test photos."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+START_TIMEOUT_S = 120.0
+SMALL_UPLOAD_BYTES = 2048
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server was not ready after {START_TIMEOUT_S:.0f} s:\n{log_path.read_text(errors='replace')}")
+
+
+@contextmanager
+def _uvicorn(log_dir: Path, **env: str) -> Iterator[str]:
+    """Run ``uvicorn facegender.server.app:app_from_env`` on a free port; yield its base URL once ready."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = log_dir / f"uvicorn-{port}.log"
+    command = [sys.executable, "-m", "uvicorn", "facegender.server.app:app_from_env", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env={**os.environ, "FACEGENDER_THREADS": "1", **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_until_ready(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _uvicorn(tmp_path_factory.mktemp("server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def small_upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A second server that refuses small uploads: its base URL and its upload limit in bytes."""
+    with _uvicorn(tmp_path_factory.mktemp("small"), FACEGENDER_MAX_UPLOAD_BYTES=str(SMALL_UPLOAD_BYTES)) as url:
+        yield url, SMALL_UPLOAD_BYTES
+
+
+@pytest.fixture(scope="session")
+def client(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=60.0) as session:
+        yield session
+
+
+def _labelled(folder: Path) -> list[tuple[Path, str]]:
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        pytest.skip(f"shared test data not found: {labels}")
+    with labels.open(newline="") as handle:
+        return [(folder / row["file"], row["gender"]) for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="session")
+def portraits() -> list[tuple[Path, str]]:
+    """Ten fixed portraits and their labels: five women and five men, evenly spaced through labels.csv."""
+    rows = _labelled(SHARED_DATA / "portraits")
+    chosen: list[tuple[Path, str]] = []
+    for gender in ("female", "male"):
+        matching = [row for row in rows if row[1] == gender]
+        chosen += matching[:: max(1, len(matching) // 5)][:5]
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def utkface_chip() -> Path:
+    """One aligned and cropped UTKFace face."""
+    return _labelled(SHARED_DATA / "utkface")[0][0]

@@ -1,0 +1,73 @@
+"""The command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "facegender", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_predict_prints_a_table(portrait_path: Path) -> None:
+    result = run_cli("predict", str(portrait_path))
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split() == ["file", "face", "class", "probability", "box"]
+    assert row.split()[2] in {"male", "female"}
+
+
+def test_predict_json_and_exit_codes(portrait_path: Path, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(blank)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+
+    ok = run_cli("predict", "--json", str(portrait_path))
+    record = json.loads(ok.stdout)
+    assert ok.returncode == 0 and record["error"] is None and record["faces"][0]["label"] in {"male", "female"}
+
+    no_face = run_cli("predict", "--json", str(blank))
+    assert no_face.returncode == 1
+    assert json.loads(no_face.stdout)["error"]["code"] == "no_face"
+
+    bad = run_cli("predict", str(portrait_path), str(text))
+    assert bad.returncode == 2
+    assert "bad_image" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_missing_model_is_one_line_error(tmp_path: Path, portrait_path: Path) -> None:
+    result = run_cli("predict", str(portrait_path), env={"FACEGENDER_CLASSIFIER_PATH": str(tmp_path / "none.onnx")})
+    assert result.returncode == 3
+    assert result.stderr.strip().count("\n") == 0
+    assert "model_unavailable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_debug_shows_traceback(tmp_path: Path, portrait_path: Path) -> None:
+    result = run_cli(
+        "predict",
+        str(portrait_path),
+        env={"FACEGENDER_CLASSIFIER_PATH": str(tmp_path / "none.onnx"), "FACEGENDER_DEBUG": "1"},
+    )
+    assert result.returncode == 3 and "Traceback" in result.stderr
+
+
+def test_invalid_setting_is_a_usage_error(portrait_path: Path) -> None:
+    result = run_cli("predict", str(portrait_path), env={"FACEGENDER_MAX_PIXELS": "lots"})
+    assert result.returncode == 2
+    assert "FACEGENDER_MAX_PIXELS" in result.stderr or "max_pixels" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,49 @@
+"""The evaluation report on a small dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegender.evaluate import expected_calibration_error, render_report
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy() -> None:
+    confidence = np.array([0.75] * 4 + [1.0] * 2)
+    correct = np.array([True, True, True, False, True, True])
+    ece, bins = expected_calibration_error(confidence, correct)
+    assert ece == pytest.approx(0.0)
+    assert sum(b["count"] for b in bins) == 6
+
+
+def test_ece_measures_overconfidence() -> None:
+    ece, _ = expected_calibration_error(np.full(10, 0.95), np.array([True] * 5 + [False] * 5))
+    assert ece == pytest.approx(0.45)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_report_and_plots(shared_data: Path, tmp_path: Path) -> None:
+    from facegender.classify import DEFAULT_CLASSIFIER_PATH
+    from facegender.evaluate import evaluate
+
+    source = shared_data / "utkface"
+    with (source / "labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))[::200]
+    subset = tmp_path / "labels.csv"
+    with subset.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "gender", "age", "race"])
+        writer.writeheader()
+        writer.writerows({**row, "file": str(source / row["file"])} for row in rows)
+    result = evaluate(data=subset, model=DEFAULT_CLASSIFIER_PATH, out=tmp_path / "report")
+    metrics = json.loads(result.metrics_path.read_text())
+    assert sum(metrics["splits"][s]["count"] for s in ("train", "val", "test")) == len(rows)
+    assert 0.0 <= metrics["test"]["ece"] <= 1.0
+    assert set(metrics["test"]["by_age_band"]) == {"0-2", "3-9", "10-17", "18-29", "30-44", "45-59", "60+"}
+    for name in ("report.md", "confusion_matrix.png", "reliability.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert "| test |" in result.report_path.read_text()
+    assert render_report(metrics) == result.report_path.read_text()
