@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -71,3 +75,44 @@ def test_invalid_setting_is_a_usage_error(portrait_path: Path) -> None:
     assert result.returncode == 2
     assert "FACEGENDER_MAX_PIXELS" in result.stderr or "max_pixels" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_answers_on_the_requested_port(portrait_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "facegender", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
+            time.sleep(0.3)
+        with portrait_path.open("rb") as photo:
+            response = httpx.post(f"http://127.0.0.1:{port}/api/gender", files={"image": photo}, timeout=30)
+        assert response.status_code == 200
+        assert response.json()["predictions"]["class"] in {"male", "female"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_serve_with_a_missing_model_stops_with_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve", "--port", str(_free_port()), env={"FACEGENDER_CLASSIFIER_PATH": str(tmp_path / "none.onnx")}
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip().count("\n") == 0 and "model_unavailable" in result.stderr

@@ -123,8 +123,13 @@ def convert(tflite_path: Path, *, name: str, resize_mode: str = "half_pixel") ->
             height, width = shape(out)[1:3]
             sizes = add_initializer(f"r{out}", np.array([1, shape(out)[3], height, width], dtype=np.int64))
             nodes.append(
-                helper.make_node("Resize", [names[inputs[0]], "", "", sizes], [out_name], mode="linear",
-                                 coordinate_transformation_mode=resize_mode)
+                helper.make_node(
+                    "Resize",
+                    [names[inputs[0]], "", "", sizes],
+                    [out_name],
+                    mode="linear",
+                    coordinate_transformation_mode=resize_mode,
+                )
             )
         elif kind == "CONCATENATION":
             nodes.append(helper.make_node("Concat", [names[i] for i in inputs], [out_name], axis=1))

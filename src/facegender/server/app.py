@@ -6,148 +6,56 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, TypeVar
 
 import uvicorn
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from facegender import __version__
+from facegender.decode import RGBImage
 from facegender.errors import FaceGenderError, ImageTooLargeError, ModelError, NoFaceError
 from facegender.pipeline import FaceGender
-from facegender.results import LABELS, Face, GenderLabel
+from facegender.results import LABELS, Face
+from facegender.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from facegender.server.schemas import (
+    BatchFileError,
+    BatchFileResult,
+    BatchResponse,
+    ClassProbability,
+    ErrorDetail,
+    ErrorResponse,
+    FaceResult,
+    GenderResponse,
+    GenderResult,
+    HealthResponse,
+    ImageSize,
+    Meta,
+    ModelInfo,
+    PixelBox,
+    Prediction,
+    ReadyResponse,
+)
+from facegender.server.web import add_web_routes
 from facegender.settings import Settings
 
-__all__ = [
-    "ClassProbability",
-    "ErrorDetail",
-    "ErrorResponse",
-    "FaceResult",
-    "GenderResponse",
-    "HealthResponse",
-    "ImageSize",
-    "Meta",
-    "ModelInfo",
-    "PixelBox",
-    "Prediction",
-    "ReadyResponse",
-    "app_from_env",
-    "create_app",
-    "serve",
-]
+__all__ = ["app_from_env", "create_app", "serve"]
 
 logger = logging.getLogger(__name__)
 
 _CHUNK_BYTES: Final = 64 * 1024
 _DECIMALS: Final = 4
-
-
-class ClassProbability(BaseModel):
-    """One class and its probability."""
-
-    class_: GenderLabel = Field(serialization_alias="class", examples=["male"])
-    label: int = Field(ge=0, le=1, description="0 for female, 1 for male.", examples=[1])
-    probability: float = Field(ge=0.0, le=1.0, examples=[0.98])
-
-
-class Meta(BaseModel):
-    """What answered the request, in the original service's words."""
-
-    description: str = Field(
-        examples=["Face detection (BlazeFace) and gender classification (MobileNetV2 trained on UTKFace)"]
-    )
-    language: str = Field(examples=["python"])
-    library: str = Field(examples=[f"facegender {__version__} (onnxruntime)"])
-    main: str = Field(examples=["computer vision (cv)"])
-    programmer: str = Field(examples=["facegender contributors"])
-
-
-class Prediction(ClassProbability):
-    """The largest face's class, with both class probabilities."""
-
-    predictions: list[ClassProbability] = Field(description="Female (label 0) then male (label 1).")
-    meta: Meta
-
-
-class PixelBox(BaseModel):
-    """A face's bounding box in pixels of the upright image."""
-
-    left: int = Field(examples=[120])
-    top: int = Field(examples=[80])
-    width: int = Field(examples=[240])
-    height: int = Field(examples=[240])
-
-
-class FaceResult(BaseModel):
-    """One face found in the image."""
-
-    box: PixelBox
-    detection_score: float = Field(ge=0.0, le=1.0, examples=[0.97])
-    class_: GenderLabel = Field(serialization_alias="class", examples=["male"])
-    label: int = Field(ge=0, le=1, description="0 for female, 1 for male.", examples=[1])
-    probability: float = Field(ge=0.0, le=1.0, examples=[0.98])
-    predictions: list[ClassProbability] = Field(description="Female (label 0) then male (label 1).")
-
-
-class ImageSize(BaseModel):
-    """The upright image's size in pixels."""
-
-    width: int = Field(examples=[640])
-    height: int = Field(examples=[480])
-
-
-class ModelInfo(BaseModel):
-    """The gender model in use."""
-
-    name: str = Field(examples=["facegender-mobilenetv2"])
-    version: str = Field(examples=["1.0.0"])
-
-
-class GenderResponse(BaseModel):
-    """A successful prediction: the original service's body plus every face found."""
-
-    success: Literal[True] = True
-    predictions: Prediction = Field(description="The largest face.")
-    faces: list[FaceResult] = Field(description="Every face, largest first.")
-    image: ImageSize
-    model: ModelInfo
-    time_ms: float = Field(description="Time spent decoding and running the models.", examples=[42.5])
-
-
-class ErrorDetail(BaseModel):
-    """What went wrong."""
-
-    code: str = Field(examples=["no_face"])
-    message: str = Field(examples=["no face was found in the image"])
-
-
-class ErrorResponse(BaseModel):
-    """Any failed request."""
-
-    success: Literal[False] = False
-    error: ErrorDetail
-    faces: list[FaceResult] = Field(default_factory=list, description="Always empty.")
-
-
-class HealthResponse(BaseModel):
-    """The process is up."""
-
-    status: Literal["ok"] = "ok"
-
-
-class ReadyResponse(BaseModel):
-    """The models are loaded and requests can be served."""
-
-    status: Literal["ready"] = "ready"
-    model: ModelInfo
+_Result = TypeVar("_Result", bound=GenderResult)
+_Upload = bytes | FaceGenderError
+_Outcome = tuple[ImageSize, list[Face]] | FaceGenderError
+"""One photo's size and faces (never empty), or why it could not be used."""
 
 
 class _InferenceFailedError(FaceGenderError):
@@ -157,17 +65,32 @@ class _InferenceFailedError(FaceGenderError):
     http_status = 503
 
 
+class _TooManyFilesError(FaceGenderError):
+    """A batch with more files than ``settings.max_batch_files``."""
+
+    code = "too_many_files"
+    http_status = 413
+
+
 def _error_doc(description: str, code: str, message: str) -> dict[str, Any]:
     example = ErrorResponse(error=ErrorDetail(code=code, message=message)).model_dump(mode="json")
     return {"model": ErrorResponse, "description": description, "content": {"application/json": {"example": example}}}
 
 
+_UNAVAILABLE_DOC: Final = _error_doc(
+    "The models are not loaded or failed.", "inference_failed", "the image could not be processed"
+)
 _PREDICT_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: _error_doc("No file field named `image`, or bytes that are not an image.", "bad_image", "not an image"),
     413: _error_doc("The upload has too many bytes or pixels.", "image_too_large", "the upload is too large"),
     415: _error_doc("An image format that is not decoded (HEIC, SVG, PDF…).", "unsupported_format", "HEIC"),
     422: _error_doc("The image was read but has no face.", "no_face", "no face was found in the image"),
-    503: _error_doc("The models are not loaded or failed.", "inference_failed", "the image could not be processed"),
+    503: _UNAVAILABLE_DOC,
+}
+_BATCH_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    400: _error_doc("No file field named `images`.", "missing_image", "send the photos as multipart file fields"),
+    413: _error_doc("More files than the batch limit.", "too_many_files", "send at most 16 files in one batch"),
+    503: _UNAVAILABLE_DOC,
 }
 
 _META: Final = Meta(
@@ -179,30 +102,41 @@ _META: Final = Meta(
 )
 
 
-def _error_response(status: int, code: str, message: str) -> JSONResponse:
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def _error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    _metrics(request).count_error(code)
     body = ErrorResponse(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
 
-async def _facegender_error(_: Request, exc: FaceGenderError) -> JSONResponse:
-    return _error_response(exc.http_status, exc.code, exc.message)
+async def _facegender_error(request: Request, exc: FaceGenderError) -> JSONResponse:
+    return _error_response(request, exc.http_status, exc.code, exc.message)
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    if any(error["loc"][:1] == ("body",) for error in exc.errors()):
-        return _error_response(400, "missing_image", "send the image as a multipart file field named 'image'")
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    body_errors = [error["loc"] for error in exc.errors() if error["loc"][:1] == ("body",)]
+    if body_errors:
+        field = body_errors[0][1] if len(body_errors[0]) > 1 else "image"
+        return _error_response(
+            request, 400, "missing_image", f"send the photo as a multipart file field named {field!r}"
+        )
     problems = "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors())
-    return _error_response(400, "bad_request", problems)
+    return _error_response(request, 400, "bad_request", problems)
 
 
-async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     phrase = HTTPStatus(exc.status_code).phrase
     message = exc.detail if isinstance(exc.detail, str) else phrase
-    return _error_response(exc.status_code, phrase.lower().replace(" ", "_").replace("-", "_"), message)
+    return _error_response(request, exc.status_code, phrase.lower().replace(" ", "_").replace("-", "_"), message)
 
 
-async def _unexpected_error(_: Request, __: Exception) -> JSONResponse:
-    return _error_response(503, _InferenceFailedError.code, "the request could not be processed; try again later")
+async def _unexpected_error(request: Request, __: Exception) -> JSONResponse:
+    code, message = _InferenceFailedError.code, "the request could not be processed; try again later"
+    return _error_response(request, _InferenceFailedError.http_status, code, message)
 
 
 def _facegender(request: Request) -> FaceGender:
@@ -213,6 +147,7 @@ def _facegender(request: Request) -> FaceGender:
 
 
 Engine = Annotated[FaceGender, Depends(_facegender)]
+Detect = Annotated[bool, Query(description="False classifies each whole image as one face.")]
 
 
 @asynccontextmanager
@@ -221,23 +156,62 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+async def _read_upload(upload: UploadFile, limit: int) -> _Upload:
+    """The upload's bytes, or an ``ImageTooLargeError`` as soon as it passes ``limit``."""
     chunks: list[bytes] = []
     size = 0
     while chunk := await upload.read(_CHUNK_BYTES):
         size += len(chunk)
         if size > limit:
-            raise ImageTooLargeError(f"the upload is larger than the limit of {limit:,} bytes")
+            return ImageTooLargeError(f"the upload is larger than the limit of {limit:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _infer(engine: FaceGender, data: bytes, detect: bool) -> tuple[ImageSize, list[Face], float]:
+def _decode(engine: FaceGender, upload: _Upload) -> RGBImage | FaceGenderError:
+    if isinstance(upload, FaceGenderError):
+        return upload
+    try:
+        return engine.load(upload)
+    except FaceGenderError as error:
+        return error
+
+
+def _infer(engine: FaceGender, uploads: Sequence[_Upload], detect: bool) -> tuple[list[_Outcome], float]:
+    """Each upload's outcome, with every face of every photo classified in one model call; and the time taken."""
     start = time.perf_counter()
-    rgb = engine.load(data)
-    faces = engine.predict(rgb, detect=detect)
-    elapsed_ms = (time.perf_counter() - start) * 1000.0
-    return ImageSize(width=rgb.shape[1], height=rgb.shape[0]), faces, elapsed_ms
+    decoded = [_decode(engine, upload) for upload in uploads]
+    images = [image for image in decoded if not isinstance(image, FaceGenderError)]
+    predicted = iter(engine.predict_batch(images, detect=detect, return_exceptions=True))
+    outcomes: list[_Outcome] = []
+    for image in decoded:
+        if isinstance(image, FaceGenderError):
+            outcomes.append(image)
+            continue
+        faces = next(predicted)
+        if isinstance(faces, FaceGenderError):
+            outcomes.append(faces)
+        elif not faces:
+            outcomes.append(NoFaceError("no face was found in the image"))
+        else:
+            outcomes.append((ImageSize(width=image.shape[1], height=image.shape[0]), faces))
+    return outcomes, (time.perf_counter() - start) * 1000.0
+
+
+async def _predict(
+    request: Request, engine: FaceGender, uploads: Sequence[UploadFile], detect: bool
+) -> tuple[list[_Outcome], float]:
+    """Read and run ``uploads`` off the event loop; a failure that is not a :class:`FaceGenderError` becomes 503."""
+    data = [await _read_upload(upload, engine.settings.max_upload_bytes) for upload in uploads]
+    try:
+        outcomes, elapsed_ms = await run_in_threadpool(_infer, engine, data, detect)
+    except FaceGenderError:
+        raise
+    except Exception as exc:
+        logger.exception("inference failed on %s %s", request.method, request.url.path)
+        raise _InferenceFailedError("the image could not be processed; try again later") from exc
+    _metrics(request).count_faces(face for outcome in outcomes if isinstance(outcome, tuple) for face in outcome[1])
+    return outcomes, elapsed_ms
 
 
 def _class_probabilities(face: Face) -> list[ClassProbability]:
@@ -259,25 +233,16 @@ def _face_result(face: Face) -> FaceResult:
     )
 
 
-async def predict_gender(
-    request: Request,
-    engine: Engine,
-    image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, BMP, GIF or TIFF.")],
-    detect: Annotated[bool, Query(description="False classifies the whole image as one face.")] = True,
-) -> GenderResponse:
-    """Find the faces in a photo and tell, for each, man or woman."""
-    data = await _read_upload(image, engine.settings.max_upload_bytes)
-    try:
-        size, faces, elapsed_ms = await run_in_threadpool(_infer, engine, data, detect)
-    except FaceGenderError:
-        raise
-    except Exception as exc:
-        logger.exception("inference failed on %s %s", request.method, request.url.path)
-        raise _InferenceFailedError("the image could not be processed; try again later") from exc
-    if not faces:
-        raise NoFaceError("no face was found in the image")
+def _model_info(engine: FaceGender) -> ModelInfo:
+    return ModelInfo(name=engine.model_name, version=engine.model_version)
+
+
+def _gender_result(
+    model: type[_Result], engine: FaceGender, size: ImageSize, faces: list[Face], **extra: Any
+) -> _Result:
+    """One photo's body as ``model``: the largest face in ``predictions``, then every face."""
     largest = faces[0]
-    return GenderResponse(
+    return model(
         predictions=Prediction(
             class_=largest.label,
             label=largest.label_index,
@@ -287,9 +252,45 @@ async def predict_gender(
         ),
         faces=[_face_result(face) for face in faces],
         image=size,
-        model=ModelInfo(name=engine.model_name, version=engine.model_version),
-        time_ms=round(elapsed_ms, 2),
+        model=_model_info(engine),
+        **extra,
     )
+
+
+async def predict_gender(
+    request: Request,
+    engine: Engine,
+    image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, BMP, GIF or TIFF.")],
+    detect: Detect = True,
+) -> GenderResponse:
+    """Find the faces in a photo and tell, for each, man or woman."""
+    (outcome,), elapsed_ms = await _predict(request, engine, [image], detect)
+    if isinstance(outcome, FaceGenderError):
+        raise outcome
+    size, faces = outcome
+    return _gender_result(GenderResponse, engine, size, faces, time_ms=round(elapsed_ms, 2))
+
+
+async def predict_gender_batch(
+    request: Request,
+    engine: Engine,
+    images: Annotated[list[UploadFile], File(description="The photos, one multipart file field `images` each.")],
+    detect: Detect = True,
+) -> BatchResponse:
+    """Find and classify the faces of several photos at once; each file gets its own result or error."""
+    limit = engine.settings.max_batch_files
+    if len(images) > limit:
+        raise _TooManyFilesError(f"send at most {limit} files in one batch, not {len(images)}")
+    outcomes, elapsed_ms = await _predict(request, engine, images, detect)
+    results: list[BatchFileResult | BatchFileError] = []
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, FaceGenderError):
+            _metrics(request).count_error(outcome.code)
+            error = ErrorDetail(code=outcome.code, message=outcome.message)
+            results.append(BatchFileError(error=error, index=index, status=outcome.http_status))
+        else:
+            results.append(_gender_result(BatchFileResult, engine, *outcome, index=index))
+    return BatchResponse(results=results, time_ms=round(elapsed_ms, 2))
 
 
 async def health() -> HealthResponse:
@@ -299,7 +300,7 @@ async def health() -> HealthResponse:
 
 async def ready(engine: Engine) -> ReadyResponse:
     """The models are loaded (readiness); 503 until then."""
-    return ReadyResponse(model=ModelInfo(name=engine.model_name, version=engine.model_version))
+    return ReadyResponse(model=_model_info(engine))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -317,6 +318,7 @@ def create_app(settings: Settings) -> FastAPI:
         },
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -324,6 +326,7 @@ def create_app(settings: Settings) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
     )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
     for path, summary in (("/api/gender", "Predict gender"), ("/predict", "Predict gender (alias of /api/gender)")):
         app.add_api_route(
             path,
@@ -334,6 +337,15 @@ def create_app(settings: Settings) -> FastAPI:
             summary=summary,
             tags=["gender"],
         )
+    app.add_api_route(
+        "/api/gender/batch",
+        predict_gender_batch,
+        methods=["POST"],
+        response_model=BatchResponse,
+        responses=_BATCH_ERRORS,
+        summary="Predict gender for several photos",
+        tags=["gender"],
+    )
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthResponse, tags=["service"])
     app.add_api_route(
         "/ready",
@@ -343,6 +355,15 @@ def create_app(settings: Settings) -> FastAPI:
         responses={503: _error_doc("The models are not loaded.", "model_unavailable", "the models are not loaded yet")},
         tags=["service"],
     )
+    app.add_api_route(
+        "/metrics",
+        metrics_endpoint,
+        methods=["GET"],
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics of this worker process",
+        tags=["service"],
+    )
+    add_web_routes(app)
     return app
 
 
@@ -356,7 +377,11 @@ def serve(settings: Settings) -> None:
     FaceGender(settings=settings)
     # Workers build their own Settings from the environment, so hand them these exact values.
     for name, value in settings.model_dump(mode="json").items():
-        os.environ[f"FACEGENDER_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        variable = f"FACEGENDER_{name.upper()}"
+        if value is None:  # an unset optional setting: the environment has no spelling for None
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value if isinstance(value, str) else json.dumps(value)
     uvicorn.run(
         "facegender.server.app:app_from_env",
         factory=True,

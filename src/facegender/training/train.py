@@ -95,7 +95,7 @@ def _normalise(chips: torch.Tensor) -> torch.Tensor:
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random mirror, small rotation/scale/shift, colour jitter and occasional greyscale (NCHW, [0,1])."""
+    """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale (NCHW, [0,1])."""
     n = batch.shape[0]
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
@@ -117,8 +117,10 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     grey = out.mean(dim=1, keepdim=True)
     out = grey + (out - grey) * saturation
     out = (out - out.mean(dim=(1, 2, 3), keepdim=True)) * contrast + out.mean(dim=(1, 2, 3), keepdim=True)
-    out = out * brightness
-    to_grey = (torch.rand(n, generator=generator) < 0.1).to(batch.device).view(n, 1, 1, 1)
+    # Gamma stands in for hard, low-key or high-key lighting; greyscale for monochrome photos.
+    gamma = uniform(0.7, 1.4, n, 1, 1, 1).to(batch.device)
+    out = (out * brightness).clamp(0, 1) ** gamma
+    to_grey = (torch.rand(n, generator=generator) < 0.2).to(batch.device).view(n, 1, 1, 1)
     out = torch.where(to_grey, out.mean(dim=1, keepdim=True).expand_as(out), out)
     return out.clamp(0, 1)
 
@@ -155,7 +157,7 @@ def _select(items: list[LabeledImage], limit: int | None) -> list[LabeledImage]:
 
 
 def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train, calibrate and export; writes ``gender.onnx`` and ``training.json`` into ``config.out``."""
+    """Train, calibrate and export; writes ``gender.onnx``, ``gender.pt`` and ``training.json`` to ``config.out``."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(os.cpu_count() or 1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -240,6 +242,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     temperature = fit_temperature(val_logits.numpy(), targets[val_index].numpy())
     config.out.mkdir(parents=True, exist_ok=True)
     model_path = config.out / "gender.onnx"
+    torch.save(best_state, config.out / "gender.pt")  # to fine-tune or re-export without retraining
     _export(net.cpu(), temperature, config, model_path)
     counts = {
         "train": len(train_index),
@@ -284,4 +287,25 @@ def _export(net: GenderNet, temperature: float, config: TrainConfig, path: Path)
         "trained_on": config.data.name,
     }
     onnx.helper.set_model_props(model, metadata)
+    _store_weights_as_float16(model)
     onnx.save(model, str(path))
+
+
+def _store_weights_as_float16(model: onnx.ModelProto) -> None:
+    """Halve the file: large weights are stored as float16 and cast back to float32 when loaded.
+
+    onnxruntime folds the casts at session start, so inference still runs in float32; rounding the
+    weights to float16 changes the probabilities by well under 1e-3.
+    """
+    graph = model.graph
+    casts = []
+    for initializer in graph.initializer:
+        if initializer.data_type != onnx.TensorProto.FLOAT or np.prod(initializer.dims) < 1024:
+            continue
+        weights = onnx.numpy_helper.to_array(initializer)
+        name = initializer.name
+        initializer.CopyFrom(onnx.numpy_helper.from_array(weights.astype(np.float16), f"{name}.float16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{name}.float16"], [name], to=onnx.TensorProto.FLOAT))
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + original)

@@ -1,0 +1,75 @@
+"""The library API: inputs, batching, threads and settings."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegender import FaceGender, ImageTooLargeError, InvalidImageError, Settings
+from facegender.data import load_dataset
+from facegender.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def portraits(shared_data: Path) -> list[Path]:
+    return [item.path for item in load_dataset(shared_data / "portraits")[::23]]
+
+
+def test_every_input_kind_gives_the_same_answer(portrait_path: Path, face_gender: FaceGender) -> None:
+    expected = face_gender.predict(portrait_path)
+    with Image.open(portrait_path) as image:
+        pil = image.convert("RGB")
+    for source in (portrait_path, str(portrait_path), portrait_path.read_bytes(), pil, np.asarray(pil)):
+        faces = face_gender.predict(source)
+        assert [(f.box, f.label) for f in faces] == [(f.box, f.label) for f in expected]
+        assert faces[0].probability == pytest.approx(expected[0].probability, abs=1e-5)
+
+
+def test_batch_equals_one_by_one(portraits: list[Path], face_gender: FaceGender) -> None:
+    batch = face_gender.predict_batch(portraits)
+    for path, faces in zip(portraits, batch, strict=True):
+        single = face_gender.predict(path)
+        assert [(f.box, f.label) for f in faces] == [(f.box, f.label) for f in single]
+        assert [f.probability for f in faces] == pytest.approx([f.probability for f in single], abs=1e-5)
+
+
+def test_batch_returns_errors_in_place_or_raises(portrait_path: Path, face_gender: FaceGender) -> None:
+    results = face_gender.predict_batch([b"not an image", portrait_path], return_exceptions=True)
+    assert isinstance(results[0], InvalidImageError)
+    assert isinstance(results[1], list) and results[1]
+    with pytest.raises(InvalidImageError):
+        face_gender.predict_batch([portrait_path, b"not an image"])
+
+
+def test_threads_share_one_instance(portraits: list[Path], face_gender: FaceGender) -> None:
+    expected = [[f.label for f in face_gender.predict(p)] for p in portraits]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda p: [f.label for f in face_gender.predict(p)], portraits * 3))
+    assert got == expected * 3
+
+
+def test_no_face_is_an_empty_list_and_detect_false_is_one_face(face_gender: FaceGender) -> None:
+    grey = np.full((300, 400, 3), 128, np.uint8)
+    assert face_gender.predict(grey) == []
+    (whole,) = face_gender.predict(grey, detect=False)
+    assert (whole.box.left, whole.box.top, whole.box.width, whole.box.height) == (0, 0, 400, 300)
+    assert whole.model_version == face_gender.model_version
+
+
+def test_pixel_limit_comes_from_settings(portrait_path: Path) -> None:
+    small = FaceGender(settings=Settings(max_pixels=10_000))
+    with pytest.raises(ImageTooLargeError):
+        small.predict(portrait_path)
+
+
+def test_missing_or_corrupt_model_raises_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        FaceGender(settings=Settings(classifier_path=tmp_path / "absent.onnx"))
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x01garbage")
+    with pytest.raises(ModelError):
+        FaceGender(settings=Settings(classifier_path=corrupt))
