@@ -14,21 +14,26 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from image_files import (
+    RGB,
+    STORED_FROM_UPRIGHT,
+    animated_gif,
+    grey16_png,
+    multipage_tiff,
+    png16,
+    png_by_hand,
+    red,
+    save,
+    upright_rgb,
+    with_orientation,
+)
 from numpy.typing import NDArray
-from PIL import Image, ImageFile, ImageOps, features
+from PIL import Image, ImageFile, features
 
 from facegender.decode import load_image
 from facegender.errors import FaceGenderError, ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
-RGB = NDArray[np.uint8]
-
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _save(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def _grey(rgb: RGB) -> RGB:
@@ -42,95 +47,32 @@ def _mean_abs_diff(a: RGB, b: RGB) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _png_by_hand(width: int, height: int, *, bit_depth: int, colour_type: int, idat: bytes, plte: bytes = b"") -> bytes:
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    chunks = _png_chunk(b"IHDR", header)
-    if plte:
-        chunks += _png_chunk(b"PLTE", plte)
-    return b"\x89PNG\r\n\x1a\n" + chunks + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
-
-
-def _png16(rgb: RGB, *, alpha: bool = False) -> bytes:
-    """A 16-bit-per-channel RGB(A) PNG, written by hand since Pillow cannot write one."""
-    samples = rgb.astype(">u2") * 257
-    if alpha:
-        samples = np.dstack([samples, np.full(rgb.shape[:2], 65535, dtype=">u2")])
-    rows = samples.reshape(rgb.shape[0], -1).view(np.uint8)
-    raw = np.hstack([np.zeros((rgb.shape[0], 1), np.uint8), rows]).tobytes()  # filter byte 0 per row
-    return _png_by_hand(
-        rgb.shape[1], rgb.shape[0], bit_depth=16, colour_type=6 if alpha else 2, idat=zlib.compress(raw)
-    )
-
-
-def _red(rgb: RGB) -> Image.Image:
-    return Image.new("RGB", (rgb.shape[1], rgb.shape[0]), (255, 0, 0))
-
-
-def _animated_gif(rgb: RGB) -> bytes:
-    return _save(Image.fromarray(rgb), "GIF", save_all=True, append_images=[_red(rgb)], duration=100, loop=0)
-
-
-def _multipage_tiff(rgb: RGB) -> bytes:
-    return _save(Image.fromarray(rgb), "TIFF", save_all=True, append_images=[_red(rgb)])
-
-
-def _grey16_png(rgb: RGB) -> bytes:
-    luma = np.asarray(Image.fromarray(rgb).convert("L")).astype(np.uint16) * 257
-    image = Image.fromarray(luma)
-    assert image.mode == "I;16"
-    return _save(image, "PNG")
-
-
 # name -> (encode the upright RGB original, reference the decode must match, mean-abs-diff bound; 0 = exact)
 Encoder = Callable[[RGB], bytes]
 FORMATS: dict[str, tuple[Encoder, Callable[[RGB], RGB], float]] = {
-    "jpeg": (lambda a: _save(Image.fromarray(a), "JPEG", quality=95), lambda a: a, 3.0),
-    "png": (lambda a: _save(Image.fromarray(a), "PNG"), lambda a: a, 0.0),
-    "png-16bit-grey": (_grey16_png, _grey, 0.0),
-    "png-16bit-rgb": (_png16, lambda a: a, 0.0),
-    "png-16bit-rgba": (lambda a: _png16(a, alpha=True), lambda a: a, 0.0),
+    "jpeg": (lambda a: save(Image.fromarray(a), "JPEG", quality=95), lambda a: a, 3.0),
+    "png": (lambda a: save(Image.fromarray(a), "PNG"), lambda a: a, 0.0),
+    "png-16bit-grey": (grey16_png, _grey, 0.0),
+    "png-16bit-rgb": (png16, lambda a: a, 0.0),
+    "png-16bit-rgba": (lambda a: png16(a, alpha=True), lambda a: a, 0.0),
     "png-palette": (
-        lambda a: _save(Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=256), "PNG"),
+        lambda a: save(Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=256), "PNG"),
         lambda a: a,
         6.0,
     ),
-    "png-rgba": (lambda a: _save(Image.fromarray(a).convert("RGBA"), "PNG"), lambda a: a, 0.0),
-    "webp": (lambda a: _save(Image.fromarray(a), "WEBP", quality=90), lambda a: a, 4.0),
-    "webp-lossless": (lambda a: _save(Image.fromarray(a), "WEBP", lossless=True), lambda a: a, 0.0),
-    "bmp": (lambda a: _save(Image.fromarray(a), "BMP"), lambda a: a, 0.0),
-    "gif": (lambda a: _save(Image.fromarray(a), "GIF"), lambda a: a, 6.0),
-    "gif-animated": (_animated_gif, lambda a: a, 6.0),
-    "tiff": (lambda a: _save(Image.fromarray(a), "TIFF"), lambda a: a, 0.0),
-    "tiff-deflate": (lambda a: _save(Image.fromarray(a), "TIFF", compression="tiff_adobe_deflate"), lambda a: a, 0.0),
-    "tiff-multipage": (_multipage_tiff, lambda a: a, 0.0),
-    "jpeg-grey": (lambda a: _save(Image.fromarray(a).convert("L"), "JPEG", quality=95), _grey, 3.0),
-    "jpeg-cmyk": (lambda a: _save(Image.fromarray(a).convert("CMYK"), "JPEG", quality=95), lambda a: a, 4.0),
-    "mpo": (lambda a: _save(Image.fromarray(a), "MPO", quality=95), lambda a: a, 3.0),
+    "png-rgba": (lambda a: save(Image.fromarray(a).convert("RGBA"), "PNG"), lambda a: a, 0.0),
+    "webp": (lambda a: save(Image.fromarray(a), "WEBP", quality=90), lambda a: a, 4.0),
+    "webp-lossless": (lambda a: save(Image.fromarray(a), "WEBP", lossless=True), lambda a: a, 0.0),
+    "bmp": (lambda a: save(Image.fromarray(a), "BMP"), lambda a: a, 0.0),
+    "gif": (lambda a: save(Image.fromarray(a), "GIF"), lambda a: a, 6.0),
+    "gif-animated": (animated_gif, lambda a: a, 6.0),
+    "tiff": (lambda a: save(Image.fromarray(a), "TIFF"), lambda a: a, 0.0),
+    "tiff-deflate": (lambda a: save(Image.fromarray(a), "TIFF", compression="tiff_adobe_deflate"), lambda a: a, 0.0),
+    "tiff-multipage": (multipage_tiff, lambda a: a, 0.0),
+    "jpeg-grey": (lambda a: save(Image.fromarray(a).convert("L"), "JPEG", quality=95), _grey, 3.0),
+    "jpeg-cmyk": (lambda a: save(Image.fromarray(a).convert("CMYK"), "JPEG", quality=95), lambda a: a, 4.0),
+    "mpo": (lambda a: save(Image.fromarray(a), "MPO", quality=95), lambda a: a, 3.0),
 }
-
-# What each EXIF orientation means: the displayed (upright) image is this function of the stored pixels
-# (EXIF 2.3, tag 0x0112). The tests store the inverse, so that the upright result is the original.
-_STORED_FROM_UPRIGHT: dict[int, Callable[[RGB], RGB]] = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],  # mirrored horizontally
-    3: lambda a: a[::-1, ::-1],  # rotated 180
-    4: lambda a: a[::-1],  # mirrored vertically
-    5: lambda a: a.transpose(1, 0, 2),  # mirrored along the main diagonal
-    6: lambda a: np.rot90(a, 1),  # shown after a 90° clockwise turn, so stored a quarter turn anticlockwise
-    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # mirrored along the anti-diagonal
-    8: lambda a: np.rot90(a, -1),  # shown after a 90° anticlockwise turn
-}
-
-
-def _with_orientation(upright: RGB, orientation: int, fmt: str, **options: object) -> bytes:
-    stored = np.ascontiguousarray(_STORED_FROM_UPRIGHT[orientation](upright))
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return _save(Image.fromarray(stored), fmt, exif=exif, **options)
 
 
 def _jpeg_with_app1(jpeg: bytes, payload: bytes) -> bytes:
@@ -158,19 +100,17 @@ def _patch_jpeg_size(jpeg: bytes, width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def original(portrait_path: Path) -> RGB:
     """The upright RGB pixels of the real portrait, decoded by Pillow alone."""
-    with Image.open(portrait_path) as image:
-        upright = ImageOps.exif_transpose(image) or image
-        return np.ascontiguousarray(np.asarray(upright.convert("RGB")))
+    return upright_rgb(portrait_path)
 
 
 @pytest.fixture(scope="module")
 def portrait_jpeg(original: RGB) -> bytes:
-    return _save(Image.fromarray(original), "JPEG", quality=90)
+    return save(Image.fromarray(original), "JPEG", quality=90)
 
 
 @pytest.fixture(scope="module")
 def portrait_png(original: RGB) -> bytes:
-    return _save(Image.fromarray(original), "PNG")
+    return save(Image.fromarray(original), "PNG")
 
 
 @pytest.fixture(scope="module")
@@ -179,12 +119,12 @@ def small_jpeg(original: RGB) -> bytes:
     small = Image.fromarray(original).resize((48, 60))
     exif = Image.Exif()
     exif[0x0112] = 6
-    return _save(small, "JPEG", quality=85, exif=exif)
+    return save(small, "JPEG", quality=85, exif=exif)
 
 
 @pytest.fixture(scope="module")
 def small_png(original: RGB) -> bytes:
-    return _save(Image.fromarray(original).resize((48, 60)).convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
+    return save(Image.fromarray(original).resize((48, 60)).convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
 
 
 # --------------------------------------------------------------------------------------------- formats
@@ -204,30 +144,30 @@ def test_every_supported_format_round_trips(name: str, original: RGB) -> None:
         assert _mean_abs_diff(decoded, expected) <= bound
 
 
-def test_animated_gif_and_multipage_tiff_give_the_first_frame(original: RGB) -> None:
-    for data in (_animated_gif(original), _multipage_tiff(original)):
+def testanimated_gif_andmultipage_tiff_give_the_first_frame(original: RGB) -> None:
+    for data in (animated_gif(original), multipage_tiff(original)):
         with Image.open(io.BytesIO(data)) as image:
             assert getattr(image, "n_frames", 1) == 2  # the second frame exists and is solid red
         decoded = load_image(data)
         assert _mean_abs_diff(decoded, original) <= 6.0
-        assert _mean_abs_diff(decoded, np.asarray(_red(original))) > 50
+        assert _mean_abs_diff(decoded, np.asarray(red(original))) > 50
 
 
 def test_transparency_becomes_white(original: RGB) -> None:
     height, width = original.shape[:2]
     alpha = np.tile(np.linspace(0, 255, width).round().astype(np.uint8), (height, 1))
-    decoded = load_image(_save(Image.fromarray(np.dstack([original, alpha])), "PNG"))
+    decoded = load_image(save(Image.fromarray(np.dstack([original, alpha])), "PNG"))
     weight = alpha[:, :, None] / 255.0
     expected = original * weight + 255.0 * (1 - weight)
     assert np.abs(decoded - expected).max() <= 1.0
     assert (decoded[:, 0] == 255).all()  # fully transparent column
 
     grey_alpha = Image.fromarray(np.dstack([_grey(original)[:, :, 0], np.zeros_like(alpha)]), mode="LA")
-    assert (load_image(_save(grey_alpha, "PNG")) == 255).all()
+    assert (load_image(save(grey_alpha, "PNG")) == 255).all()
 
     palette = Image.fromarray(original).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     index = np.asarray(palette)[0, 0]
-    decoded = load_image(_save(palette, "PNG", transparency=int(index)))
+    decoded = load_image(save(palette, "PNG", transparency=int(index)))
     transparent = np.asarray(palette) == index
     assert (decoded[transparent] == 255).all()
     assert not (decoded[~transparent] == 255).all()
@@ -236,10 +176,10 @@ def test_transparency_becomes_white(original: RGB) -> None:
 def test_one_pixel_images_decode(tmp_path: Path) -> None:
     pixel = Image.new("RGB", (1, 1), (10, 200, 30))
     for fmt in ("PNG", "BMP", "TIFF", "WEBP"):
-        decoded = load_image(_save(pixel, fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+        decoded = load_image(save(pixel, fmt, **({"lossless": True} if fmt == "WEBP" else {})))
         np.testing.assert_array_equal(decoded, [[[10, 200, 30]]])
-    assert load_image(_save(pixel, "JPEG")).shape == (1, 1, 3)
-    assert load_image(_save(pixel, "GIF")).shape == (1, 1, 3)
+    assert load_image(save(pixel, "JPEG")).shape == (1, 1, 3)
+    assert load_image(save(pixel, "GIF")).shape == (1, 1, 3)
     path = tmp_path / "one.png"
     pixel.save(path)
     np.testing.assert_array_equal(load_image(path), [[[10, 200, 30]]])
@@ -258,9 +198,9 @@ def test_one_pixel_images_decode(tmp_path: Path) -> None:
 def test_exif_orientation_gives_the_upright_image(
     orientation: int, fmt: str, options: dict[str, object], bound: float, original: RGB
 ) -> None:
-    stored = _STORED_FROM_UPRIGHT[orientation](original)
+    stored = STORED_FROM_UPRIGHT[orientation](original)
     assert orientation == 1 or stored.shape != original.shape or _mean_abs_diff(stored, original) > 10
-    data = _with_orientation(original, orientation, fmt, **options)
+    data = with_orientation(original, orientation, fmt, **options)
     with Image.open(io.BytesIO(data)) as image:
         assert image.getexif().get(0x0112) == orientation  # the tag really is in the file
     decoded = load_image(data)
@@ -272,12 +212,12 @@ def test_exif_orientation_gives_the_upright_image(
 
 
 def test_exif_orientation_of_a_pil_image_and_a_16_bit_png(original: RGB) -> None:
-    with Image.open(io.BytesIO(_with_orientation(original, 6, "PNG"))) as image:
+    with Image.open(io.BytesIO(with_orientation(original, 6, "PNG"))) as image:
         np.testing.assert_array_equal(load_image(image), original)
     luma = _grey(original)[:, :, 0]
     exif = Image.Exif()
     exif[0x0112] = 8
-    data = _save(Image.fromarray(np.rot90(luma, -1).astype(np.uint16) * 257), "PNG", exif=exif)
+    data = save(Image.fromarray(np.rot90(luma, -1).astype(np.uint16) * 257), "PNG", exif=exif)
     np.testing.assert_array_equal(load_image(data), _grey(original))
 
 
@@ -344,8 +284,8 @@ BAD_BYTES: dict[str, tuple[Callable[[bytes, bytes], bytes], type[FaceGenderError
         UnsupportedFormatError,
     ),
     "psd": (lambda jpeg, png: b"8BPS\x00\x01" + bytes(64), UnsupportedFormatError),
-    "ico": (lambda jpeg, png: _save(Image.open(io.BytesIO(png)).resize((32, 32)), "ICO"), UnsupportedFormatError),
-    "ppm": (lambda jpeg, png: _save(Image.open(io.BytesIO(png)), "PPM"), UnsupportedFormatError),
+    "ico": (lambda jpeg, png: save(Image.open(io.BytesIO(png)).resize((32, 32)), "ICO"), UnsupportedFormatError),
+    "ppm": (lambda jpeg, png: save(Image.open(io.BytesIO(png)), "PPM"), UnsupportedFormatError),
 }
 
 
@@ -363,7 +303,7 @@ def test_bad_bytes_raise_the_right_typed_error(name: str, portrait_jpeg: bytes, 
 @pytest.mark.skipif(not features.check("avif"), reason="this Pillow cannot write AVIF")
 def test_a_real_avif_is_refused_as_unsupported(original: RGB) -> None:
     with pytest.raises(UnsupportedFormatError) as caught:
-        load_image(_save(Image.fromarray(original[:64, :64]), "AVIF"))
+        load_image(save(Image.fromarray(original[:64, :64]), "AVIF"))
     assert caught.value.code == "unsupported_format"
 
 
@@ -473,7 +413,7 @@ def test_max_pixels_is_enforced_for_every_kind_of_input(original: RGB, portrait_
 
 def _bomb_png_header_only() -> bytes:
     """A PNG that claims 40000x40000 but holds only a few bytes of pixel data."""
-    return _png_by_hand(40_000, 40_000, bit_depth=8, colour_type=3, plte=b"\x00\x00\x00", idat=zlib.compress(bytes(64)))
+    return png_by_hand(40_000, 40_000, bit_depth=8, colour_type=3, plte=b"\x00\x00\x00", idat=zlib.compress(bytes(64)))
 
 
 def _bomb_png_complete(side: int) -> bytes:
@@ -483,7 +423,7 @@ def _bomb_png_complete(side: int) -> bytes:
     parts = [compressor.compress(block) for _ in range(side // 500)]
     parts.append(compressor.compress(bytes((1 + (side + 7) // 8) * (side % 500))))
     parts.append(compressor.flush())
-    return _png_by_hand(side, side, bit_depth=1, colour_type=3, plte=b"\x00\x00\x00", idat=b"".join(parts))
+    return png_by_hand(side, side, bit_depth=1, colour_type=3, plte=b"\x00\x00\x00", idat=b"".join(parts))
 
 
 def _bomb_gif(small: bytes, side: int) -> bytes:
@@ -500,12 +440,12 @@ BOMBS: dict[str, Callable[[Image.Image], bytes]] = {
     "png-header-40000": lambda tiny: _bomb_png_header_only(),
     "png-complete-9000": lambda tiny: _bomb_png_complete(9_000),
     "png-complete-20000": lambda tiny: _bomb_png_complete(20_000),
-    "jpeg-9000": lambda tiny: _patch_jpeg_size(_save(tiny, "JPEG"), 9_000, 9_000),
-    "jpeg-60000": lambda tiny: _patch_jpeg_size(_save(tiny, "JPEG"), 60_000, 60_000),
-    "gif-9000": lambda tiny: _bomb_gif(_save(tiny, "GIF"), 9_000),
-    "gif-65535": lambda tiny: _bomb_gif(_save(tiny, "GIF"), 65_535),
-    "bmp-9000": lambda tiny: _bomb_bmp(_save(tiny, "BMP"), 9_000),
-    "bmp-50000": lambda tiny: _bomb_bmp(_save(tiny, "BMP"), 50_000),
+    "jpeg-9000": lambda tiny: _patch_jpeg_size(save(tiny, "JPEG"), 9_000, 9_000),
+    "jpeg-60000": lambda tiny: _patch_jpeg_size(save(tiny, "JPEG"), 60_000, 60_000),
+    "gif-9000": lambda tiny: _bomb_gif(save(tiny, "GIF"), 9_000),
+    "gif-65535": lambda tiny: _bomb_gif(save(tiny, "GIF"), 65_535),
+    "bmp-9000": lambda tiny: _bomb_bmp(save(tiny, "BMP"), 9_000),
+    "bmp-50000": lambda tiny: _bomb_bmp(save(tiny, "BMP"), 50_000),
 }
 
 
