@@ -84,10 +84,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_serve_answers_on_the_requested_port(portrait_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_on_the_requested_port(portrait_path: Path, workers: int) -> None:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "facegender", "serve", "--port", str(port)],
+        [sys.executable, "-m", "facegender", "serve", "--port", str(port), "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

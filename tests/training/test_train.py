@@ -32,7 +32,8 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(shared_data: Path, tmp_
     assert summary["counts"]["train"] + summary["counts"]["test"] > 0
     classifier = GenderClassifier(model_path=result.model_path)
     assert classifier.input_size == config.image_size
-    chips = np.random.default_rng(0).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
+    size = config.image_size
+    chips = np.random.default_rng(0).integers(0, 255, (3, size, size, 3), dtype=np.uint8)
     probabilities = classifier.predict(chips)
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

@@ -38,9 +38,9 @@ FROZEN_LAYERS = 7
 class TrainConfig:
     data: Path
     out: Path
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 64
-    image_size: int = 112
+    image_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
