@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facegender.classify import DEFAULT_CLASSIFIER_PATH
@@ -37,3 +38,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload, in bytes.")
     max_batch_files: int = Field(default=16, ge=1, le=1000, description="Most files in one batch request.")
     cors_origins: list[str] = Field(default=["*"], description="Origins allowed to call the API from a browser.")
+    api_keys: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default=[],
+        repr=False,
+        description="Keys that may call the API (Bearer or X-API-Key header); empty turns authentication off.",
+    )
+    log_json: bool = Field(default=False, description="Write the access log as one JSON object per line on stderr.")
+    max_concurrent_inferences: int = Field(
+        default=2, ge=1, le=256, description="Inferences that run at once in each worker process."
+    )
+    max_queue: int = Field(
+        default=32, ge=0, le=10_000, description="Requests that may wait for an inference slot; more get 503."
+    )

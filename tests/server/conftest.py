@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from http_helpers import Server, StartServer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 START_TIMEOUT_S = 120.0
@@ -42,8 +43,8 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path
 
 
 @contextmanager
-def _uvicorn(log_dir: Path, **env: str) -> Iterator[str]:
-    """Run ``uvicorn facegender.server.app:app_from_env`` on a free port; yield its base URL once ready."""
+def _uvicorn(log_dir: Path, **env: str) -> Iterator[Server]:
+    """Run ``uvicorn facegender.server.app:app_from_env`` on a free port; yield it once ready."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / f"uvicorn-{port}.log"
@@ -55,7 +56,7 @@ def _uvicorn(log_dir: Path, **env: str) -> Iterator[str]:
         )
         try:
             _wait_until_ready(url, process, log_path)
-            yield url
+            yield Server(url=url, log_path=log_path)
         finally:
             process.terminate()
             try:
@@ -67,15 +68,25 @@ def _uvicorn(log_dir: Path, **env: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with _uvicorn(tmp_path_factory.mktemp("server")) as url:
-        yield url
+    with _uvicorn(tmp_path_factory.mktemp("server")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> StartServer:
+    """Start more servers, each with its own environment variables, for as long as a ``with`` block."""
+
+    def start(**env: str) -> AbstractContextManager[Server]:
+        return _uvicorn(tmp_path_factory.mktemp("server"), **env)
+
+    return start
 
 
 @pytest.fixture(scope="session")
 def small_upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A second server that refuses small uploads: its base URL and its upload limit in bytes."""
-    with _uvicorn(tmp_path_factory.mktemp("small"), FACEGENDER_MAX_UPLOAD_BYTES=str(SMALL_UPLOAD_BYTES)) as url:
-        yield url, SMALL_UPLOAD_BYTES
+    with _uvicorn(tmp_path_factory.mktemp("small"), FACEGENDER_MAX_UPLOAD_BYTES=str(SMALL_UPLOAD_BYTES)) as server:
+        yield server.url, SMALL_UPLOAD_BYTES
 
 
 @pytest.fixture(scope="session")

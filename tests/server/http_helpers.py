@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,17 +15,50 @@ import httpx
 from fastapi import FastAPI
 from PIL import Image
 
-__all__ = ["assert_error", "assert_gender_result", "assert_prediction", "grey_png", "in_process", "post"]
+__all__ = [
+    "Server",
+    "StartServer",
+    "assert_error",
+    "assert_gender_result",
+    "assert_prediction",
+    "grey_png",
+    "in_process",
+    "post",
+]
 
 META_KEYS = {"description", "language", "library", "main", "programmer"}
 CLASSES = {"female": 0, "male": 1}
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running uvicorn process: its base URL and the file that gets its stdout and stderr."""
+
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server has written so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+StartServer = Callable[..., AbstractContextManager[Server]]
+"""The ``start_server`` fixture: ``start_server(FACEGENDER_X="…", …)`` runs a server with those variables set."""
+
+
 def post(
-    client: httpx.Client, data: bytes, *, path: str = "/api/gender", field: str = "image", **params: str
+    client: httpx.Client,
+    data: bytes,
+    *,
+    path: str = "/api/gender",
+    field: str = "image",
+    filename: str = "upload",
+    headers: dict[str, str] | None = None,
+    **params: str,
 ) -> httpx.Response:
     """POST ``data`` as one multipart file field."""
-    return client.post(path, files={field: ("upload", data, "application/octet-stream")}, params=params)
+    files = {field: (filename, data, "application/octet-stream")}
+    return client.post(path, files=files, params=params, headers=headers)
 
 
 def grey_png() -> bytes:

@@ -24,6 +24,7 @@ from facegender.decode import RGBImage
 from facegender.errors import FaceGenderError, ImageTooLargeError, ModelError, NoFaceError
 from facegender.pipeline import FaceGender
 from facegender.results import LABELS, Face
+from facegender.server.limits import RETRY_AFTER_S, InferenceLimiter, OverloadedError
 from facegender.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from facegender.server.schemas import (
     BatchFileError,
@@ -42,6 +43,12 @@ from facegender.server.schemas import (
     PixelBox,
     Prediction,
     ReadyResponse,
+)
+from facegender.server.security import (
+    REQUEST_ID_HEADER,
+    ApiKeyMiddleware,
+    RequestContextMiddleware,
+    configure_access_log,
 )
 from facegender.server.web import add_web_routes
 from facegender.settings import Settings
@@ -78,7 +85,9 @@ def _error_doc(description: str, code: str, message: str) -> dict[str, Any]:
 
 
 _UNAVAILABLE_DOC: Final = _error_doc(
-    "The models are not loaded or failed.", "inference_failed", "the image could not be processed"
+    "The models are not loaded or failed, or the server is busy (`overloaded`, with a `Retry-After` header).",
+    "inference_failed",
+    "the image could not be processed",
 )
 _PREDICT_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: _error_doc("No file field named `image`, or bytes that are not an image.", "bad_image", "not an image"),
@@ -107,14 +116,25 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-def _error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
+def _limiter(request: Request) -> InferenceLimiter:
+    limiter: InferenceLimiter = request.app.state.limiter
+    return limiter
+
+
+def _error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     _metrics(request).count_error(code)
     body = ErrorResponse(error=ErrorDetail(code=code, message=message))
-    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 async def _facegender_error(request: Request, exc: FaceGenderError) -> JSONResponse:
     return _error_response(request, exc.http_status, exc.code, exc.message)
+
+
+async def _overloaded_error(request: Request, exc: OverloadedError) -> JSONResponse:
+    return _error_response(request, exc.http_status, exc.code, exc.message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -201,14 +221,19 @@ def _infer(engine: FaceGender, uploads: Sequence[_Upload], detect: bool) -> tupl
 async def _predict(
     request: Request, engine: FaceGender, uploads: Sequence[UploadFile], detect: bool
 ) -> tuple[list[_Outcome], float]:
-    """Read and run ``uploads`` off the event loop; a failure that is not a :class:`FaceGenderError` becomes 503."""
+    """Read and run ``uploads`` off the event loop, one of a bounded number at a time.
+
+    A full queue is :class:`OverloadedError` (503); a failure that is not a :class:`FaceGenderError` becomes 503.
+    """
     data = [await _read_upload(upload, engine.settings.max_upload_bytes) for upload in uploads]
     try:
-        outcomes, elapsed_ms = await run_in_threadpool(_infer, engine, data, detect)
+        async with _limiter(request).slot():
+            outcomes, elapsed_ms = await run_in_threadpool(_infer, engine, data, detect)
     except FaceGenderError:
         raise
     except Exception as exc:
-        logger.exception("inference failed on %s %s", request.method, request.url.path)
+        request_id = getattr(request.state, "request_id", "-")
+        logger.exception("inference failed on %s %s (request %s)", request.method, request.url.path, request_id)
         raise _InferenceFailedError("the image could not be processed; try again later") from exc
     _metrics(request).count_faces(face for outcome in outcomes if isinstance(outcome, tuple) for face in outcome[1])
     return outcomes, elapsed_ms
@@ -312,6 +337,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
         exception_handlers={
             FaceGenderError: _facegender_error,
+            OverloadedError: _overloaded_error,
             RequestValidationError: _validation_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,
@@ -319,14 +345,20 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.limiter = InferenceLimiter(settings.max_concurrent_inferences, settings.max_queue)
+    # Innermost first: the key check runs inside CORS (preflights pass, 401s get CORS headers) and metrics;
+    # the request id, security headers and access log wrap everything.
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, metrics=app.state.metrics)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=False,
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
+    app.add_middleware(RequestContextMiddleware)
     for path, summary in (("/api/gender", "Predict gender"), ("/predict", "Predict gender (alias of /api/gender)")):
         app.add_api_route(
             path,
@@ -368,8 +400,14 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The app with settings from the ``FACEGENDER_*`` environment; uvicorn's factory in every worker."""
-    return create_app(Settings.model_validate({}))
+    """The app with settings from the ``FACEGENDER_*`` environment; uvicorn's factory in every worker.
+
+    It also sends the ``facegender`` logs, with one access record per request, to stderr (JSON lines if
+    ``log_json``); uvicorn has set up its own loggers by then and they are left alone.
+    """
+    settings = Settings.model_validate({})
+    configure_access_log(settings.log_json)
+    return create_app(settings)
 
 
 def serve(settings: Settings) -> None:
