@@ -16,7 +16,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from facegender import FaceGender
 from facegender.data import LabeledImage, load_dataset
 from facegender.decode import load_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from .common import SHARED, percentile
 
 
 @dataclass(frozen=True)
@@ -47,10 +46,6 @@ def _timed(calls: Sequence[Callable[[], object]]) -> list[float]:
         call()
         durations.append((time.perf_counter() - started) * 1000)
     return durations
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def _peer_label(prediction: list[dict[str, object]]) -> str | None:
@@ -124,8 +119,8 @@ def run(*, portraits: list[LabeledImage], chips: list[LabeledImage]) -> list[Row
             "photos/s",
             True,
         ),
-        Row("library end to end, p50 ms per photo", _percentile(our_ms, 50), _percentile(peer_ms, 50), "ms", False),
-        Row("library end to end, p95 ms per photo", _percentile(our_ms, 95), _percentile(peer_ms, 95), "ms", False),
+        Row("library end to end, p50 ms per photo", percentile(our_ms, 50), percentile(peer_ms, 50), "ms", False),
+        Row("library end to end, p95 ms per photo", percentile(our_ms, 95), percentile(peer_ms, 95), "ms", False),
         Row("accuracy on the same photos (no face = wrong)", accuracy(our_labels), accuracy(peer_labels), "", True),
         Row(
             "faces found on the same photos",

@@ -43,12 +43,18 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path
 
 
 @contextmanager
-def _uvicorn(log_dir: Path, **env: str) -> Iterator[Server]:
-    """Run ``uvicorn facegender.server.app:app_from_env`` on a free port; yield it once ready."""
+def _uvicorn(log_dir: Path, *, cli: bool = False, **env: str) -> Iterator[Server]:
+    """Run ``uvicorn facegender.server.app:app_from_env`` on a free port; yield it once ready.
+
+    With ``cli``, run ``facegender serve`` (the production entry point, with its signal handling) instead.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / f"uvicorn-{port}.log"
-    command = [sys.executable, "-m", "uvicorn", "facegender.server.app:app_from_env", "--factory"]
+    if cli:
+        command = [sys.executable, "-m", "facegender", "serve"]
+    else:
+        command = [sys.executable, "-m", "uvicorn", "facegender.server.app:app_from_env", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -56,7 +62,7 @@ def _uvicorn(log_dir: Path, **env: str) -> Iterator[Server]:
         )
         try:
             _wait_until_ready(url, process, log_path)
-            yield Server(url=url, log_path=log_path)
+            yield Server(url=url, log_path=log_path, process=process)
         finally:
             process.terminate()
             try:
@@ -78,6 +84,16 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> StartServer:
 
     def start(**env: str) -> AbstractContextManager[Server]:
         return _uvicorn(tmp_path_factory.mktemp("server"), **env)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def start_cli_server(tmp_path_factory: pytest.TempPathFactory) -> StartServer:
+    """Like ``start_server``, but each server is ``facegender serve`` rather than uvicorn started directly."""
+
+    def start(**env: str) -> AbstractContextManager[Server]:
+        return _uvicorn(tmp_path_factory.mktemp("cli-server"), cli=True, **env)
 
     return start
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -32,10 +33,11 @@ CLASSES = {"female": 0, "male": 1}
 
 @dataclass(frozen=True)
 class Server:
-    """A running uvicorn process: its base URL and the file that gets its stdout and stderr."""
+    """A running server process: its base URL, the file that gets its stdout and stderr, and the process."""
 
     url: str
     log_path: Path
+    process: subprocess.Popen[bytes]
 
     def log(self) -> str:
         """Everything the server has written so far."""
@@ -43,7 +45,9 @@ class Server:
 
 
 StartServer = Callable[..., AbstractContextManager[Server]]
-"""The ``start_server`` fixture: ``start_server(FACEGENDER_X="…", …)`` runs a server with those variables set."""
+"""The ``start_server`` fixture: ``start_server(FACEGENDER_X="…", …)`` runs a server with those variables set.
+
+``start_cli_server`` has the same signature and runs ``facegender serve`` instead of uvicorn directly."""
 
 
 def post(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from types import FrameType
 from typing import Annotated, Any, Final, TypeVar
 
 import uvicorn
@@ -72,6 +74,13 @@ class _InferenceFailedError(FaceGenderError):
     http_status = 503
 
 
+class _SeveralImagesError(FaceGenderError):
+    """More than one ``image`` field in a request for one photo."""
+
+    code = "bad_request"
+    http_status = 400
+
+
 class _TooManyFilesError(FaceGenderError):
     """A batch with more files than ``settings.max_batch_files``."""
 
@@ -90,7 +99,12 @@ _UNAVAILABLE_DOC: Final = _error_doc(
     "the image could not be processed",
 )
 _PREDICT_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: _error_doc("No file field named `image`, or bytes that are not an image.", "bad_image", "not an image"),
+    400: _error_doc(
+        "No file field named `image` (`missing_image`), more than one (`bad_request`), a malformed multipart body "
+        "(`bad_request`), or bytes that are not an image (`bad_image`).",
+        "bad_image",
+        "not an image",
+    ),
     413: _error_doc("The upload has too many bytes or pixels.", "image_too_large", "the upload is too large"),
     415: _error_doc("An image format that is not decoded (HEIC, SVG, PDF…).", "unsupported_format", "HEIC"),
     422: _error_doc("The image was read but has no face.", "no_face", "no face was found in the image"),
@@ -288,7 +302,14 @@ async def predict_gender(
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, BMP, GIF or TIFF.")],
     detect: Detect = True,
 ) -> GenderResponse:
-    """Find the faces in a photo and tell, for each, man or woman."""
+    """Find the faces in a photo and tell, for each, man or woman.
+
+    Send exactly one ``image`` field: several are refused (``bad_request``) rather than one picked silently;
+    ``/api/gender/batch`` takes several photos. The file name and content type of the part are not used.
+    """
+    form = await request.form()  # already parsed for ``image``: this is the cached form
+    if len(form.getlist("image")) > 1:
+        raise _SeveralImagesError("send one image in the field 'image'; use /api/gender/batch for several")
     (outcome,), elapsed_ms = await _predict(request, engine, [image], detect)
     if isinstance(outcome, FaceGenderError):
         raise outcome
@@ -410,8 +431,25 @@ def app_from_env() -> FastAPI:
     return create_app(settings)
 
 
+def _exit_ok(__: int, ___: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
-    """Load the models once to fail fast (``ModelError``), then run uvicorn with ``settings.workers`` workers."""
+    """Load the models once to fail fast (``ModelError``), then run uvicorn with ``settings.workers`` workers.
+
+    SIGTERM stops the server gracefully: it takes no new connections, answers the requests already received,
+    and the process then exits with status 0. (Uvicorn re-raises the signal once it has shut down, which would
+    otherwise kill the process with it; the handler set here turns that into a normal exit.)
+    """
+    previous = signal.signal(signal.SIGTERM, _exit_ok)
+    try:
+        _run(settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(settings: Settings) -> None:
     FaceGender(settings=settings)
     # Workers build their own Settings from the environment, so hand them these exact values.
     for name, value in settings.model_dump(mode="json").items():

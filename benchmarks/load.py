@@ -1,0 +1,322 @@
+"""Load check of the HTTP service: concurrent requests over distinct photos, every answer checked.
+
+    python -m benchmarks.load                                  # 1000 requests from 16 clients, 1 worker
+    python -m benchmarks.load --requests 300 --clients 8 --workers 2
+
+Starts ``facegender serve`` on a free port, asks for each photo's answer alone first (one request at a time:
+the solo answers, which also warm the server up), then sends ``--requests`` requests over those photos, cycling
+through UTKFace chips and portraits in turn, from ``--clients`` threads at once. Every concurrent answer must
+equal its photo's solo answer (status, error code, and the class and probability of every face, to the 4
+decimals the API gives): a difference means answers crossed between requests. Prints a Markdown table with
+the throughput, the latency percentiles and the server's resident memory (the server process and its worker
+processes) after the warm-up and at the end; exits 1 if any answer was a 5xx, failed or crossed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .common import SHARED, percentile
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 120.0
+MIB = 1024 * 1024
+
+Answer = tuple[Any, ...]
+"""What must not change between a photo's solo and concurrent answers."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    photo: int
+    status: int | None  # None: no HTTP answer at all
+    answer: Answer
+    latency_ms: float
+
+
+def _labelled(folder: Path) -> list[Path]:
+    with (folder / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        return [folder / row["file"] for row in csv.DictReader(handle)]
+
+
+def choose_photos(count: int, shared: Path = SHARED) -> list[Photo]:
+    """``count`` distinct photos, UTKFace chips and portraits alternately, each spread evenly through its set."""
+    portraits = _labelled(shared / "portraits")
+    chips = _labelled(shared / "utkface")
+    from_portraits = min(len(portraits), count // 2)
+    from_chips = min(len(chips), count - from_portraits)
+    picked_portraits = portraits[:: max(1, len(portraits) // max(1, from_portraits))][:from_portraits]
+    picked_chips = chips[:: max(1, len(chips) // max(1, from_chips))][:from_chips]
+    mixed: list[Path] = []
+    for index in range(max(len(picked_chips), len(picked_portraits))):
+        mixed += [group[index] for group in (picked_chips, picked_portraits) if index < len(group)]
+    return [Photo(name=path.name, data=path.read_bytes()) for path in mixed]
+
+
+def answer_of(response: httpx.Response) -> Answer:
+    """The parts of a response that depend only on the photo."""
+    body = response.json()
+    if response.status_code != 200:
+        return (response.status_code, body.get("error", {}).get("code"))
+    faces = tuple(
+        (face["class"], face["probability"], tuple(p["probability"] for p in face["predictions"]))
+        for face in body["faces"]
+    )
+    top = body["predictions"]
+    return (200, top["class"], top["probability"], faces)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid``, from ``/proc``."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident memory of ``pid`` and all its descendants: psutil if installed, else ``/proc``; None if neither."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        root = psutil.Process(pid)
+        total = 0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+    if not Path("/proc/self/status").is_file():
+        return None
+    total = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class ServerProcess:
+    """``facegender serve`` on a free port, its output in a temporary log file, stopped with SIGTERM."""
+
+    def __init__(self, workers: int, clients: int) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="facegender-load-", suffix=".log", delete=False)  # noqa: SIM115
+        command = [sys.executable, "-m", "facegender", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--workers", str(workers)]
+        # Enough queue for every client to wait in one worker: a 503 here would be the check's own doing.
+        env = {**os.environ, "FACEGENDER_MAX_QUEUE": str(max(32, clients))}
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server was not ready after {START_TIMEOUT_S:.0f} s:\n{self.output()}")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+        return code
+
+
+def _request(client: httpx.Client, photos: Sequence[Photo], index: int) -> Outcome:
+    photo = photos[index]
+    started = time.perf_counter()
+    try:
+        response = client.post("/api/gender", files={"image": (photo.name, photo.data, "image/jpeg")})
+        answer = answer_of(response)
+        status: int | None = response.status_code
+    except (httpx.HTTPError, ValueError) as error:
+        status, answer = None, ("failed", type(error).__name__)
+    return Outcome(photo=index, status=status, answer=answer, latency_ms=(time.perf_counter() - started) * 1000)
+
+
+@dataclass(frozen=True)
+class Report:
+    requests: int
+    clients: int
+    workers: int
+    photos: int
+    seconds: float
+    latencies_ms: list[float]
+    server_errors: int
+    failed: int
+    crossed: int
+    statuses: dict[int, int]
+    rss_warm: int | None
+    rss_end: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.server_errors == 0 and self.failed == 0 and self.crossed == 0
+
+    def markdown(self) -> str:
+        def mib(value: int | None) -> str:
+            return "n/a" if value is None else f"{value / MIB:.1f}"
+
+        statuses = ", ".join(f"{status}: {count}" for status, count in sorted(self.statuses.items()))
+        rows = [
+            ("requests", f"{self.requests}"),
+            ("concurrent clients", f"{self.clients}"),
+            ("server workers", f"{self.workers}"),
+            ("distinct photos (UTKFace chips and portraits)", f"{self.photos}"),
+            ("statuses", statuses or "none"),
+            ("5xx responses", f"{self.server_errors}"),
+            ("requests without an answer", f"{self.failed}"),
+            ("crossed answers (differ from the photo's solo answer)", f"{self.crossed}"),
+            ("wall time, s", f"{self.seconds:.2f}"),
+            ("requests/s", f"{self.requests / self.seconds:.1f}"),
+            ("latency p50, ms", f"{percentile(self.latencies_ms, 50):.1f}"),
+            ("latency p95, ms", f"{percentile(self.latencies_ms, 95):.1f}"),
+            ("latency p99, ms", f"{percentile(self.latencies_ms, 99):.1f}"),
+            ("server resident memory after warm-up, MiB", mib(self.rss_warm)),
+            ("server resident memory at the end, MiB", mib(self.rss_end)),
+        ]
+        lines = [
+            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}.",
+            "",
+            "| measure | value |",
+            "| --- | ---: |",
+            *(f"| {measure} | {value} |" for measure, value in rows),
+        ]
+        return "\n".join(lines)
+
+
+def run(*, requests: int, clients: int, workers: int, distinct: int) -> Report:
+    """Start a server, take the solo answers, run the load, stop the server; the measurements."""
+    photos = choose_photos(min(distinct, requests))
+    server = ServerProcess(workers, clients)
+    try:
+        server.wait_until_ready()
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+            solo = [_request(client, photos, index) for index in range(len(photos))]
+            if any(outcome.status is None or outcome.status >= 500 for outcome in solo):
+                raise RuntimeError(f"a solo request failed: {[o.answer for o in solo if o.status != 200][:5]}")
+            rss_warm = resident_bytes(server.process.pid)
+            order = [index % len(photos) for index in range(requests)]
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
+            seconds = time.perf_counter() - started
+            rss_end = resident_bytes(server.process.pid)
+    finally:
+        stop_code = server.stop()
+    if stop_code != 0:
+        print(f"warning: the server exited with {stop_code} on SIGTERM", file=sys.stderr)
+    statuses: dict[int, int] = {}
+    for outcome in outcomes:
+        if outcome.status is not None:
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    return Report(
+        requests=requests,
+        clients=clients,
+        workers=workers,
+        photos=len(photos),
+        seconds=seconds,
+        latencies_ms=[outcome.latency_ms for outcome in outcomes],
+        server_errors=sum(1 for outcome in outcomes if outcome.status is not None and outcome.status >= 500),
+        failed=sum(1 for outcome in outcomes if outcome.status is None),
+        crossed=sum(
+            1
+            for outcome in outcomes
+            if outcome.status is not None and outcome.status < 500 and outcome.answer != solo[outcome.photo].answer
+        ),
+        statuses=statuses,
+        rss_warm=rss_warm,
+        rss_end=rss_end,
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=_positive, default=1000, help="requests to send (default 1000)")
+    parser.add_argument("--clients", type=_positive, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--workers", type=_positive, default=1, help="server worker processes (default 1)")
+    parser.add_argument(
+        "--photos", type=_positive, default=400, help="distinct photos, at most --requests (default 400)"
+    )
+    args = parser.parse_args(argv)
+    report = run(requests=args.requests, clients=args.clients, workers=args.workers, distinct=args.photos)
+    print(report.markdown())
+    if not report.ok:
+        print("FAILED: 5xx responses, requests without an answer, or crossed answers", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
