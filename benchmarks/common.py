@@ -1,13 +1,17 @@
-"""What the benchmarks share: where the test photos are, and percentiles."""
+"""What the benchmarks (and the tests that start servers) share: the test photos, percentiles, server start-up."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 
-__all__ = ["SHARED", "percentile"]
+__all__ = ["SHARED", "free_port", "percentile", "wait_until_ready"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """``<repo>/../shared/data``: ``portraits`` and ``utkface``, each with a ``labels.csv``."""
@@ -16,3 +20,28 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0 to 100) of ``values``, linearly interpolated."""
     return float(np.percentile(np.asarray(values), q))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], *, timeout_s: float, output: Callable[[], str] = lambda: ""
+) -> None:
+    """Poll ``url``/ready until it answers 200; ``RuntimeError`` with ``output()`` if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{output()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s:\n{output()}")

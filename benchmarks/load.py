@@ -19,7 +19,6 @@ import csv
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from .common import SHARED, percentile
+from .common import SHARED, free_port, percentile, wait_until_ready
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -89,13 +88,6 @@ def answer_of(response: httpx.Response) -> Answer:
     return (200, top["class"], top["probability"], faces)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _children(pid: int) -> list[int]:
     """Every descendant of ``pid``, from ``/proc``."""
     parents: dict[int, int] = {}
@@ -148,7 +140,7 @@ class ServerProcess:
     """``facegender serve`` on a free port, its output in a temporary log file, stopped with SIGTERM."""
 
     def __init__(self, workers: int, clients: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="facegender-load-", suffix=".log", delete=False)  # noqa: SIM115
         command = [sys.executable, "-m", "facegender", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -161,17 +153,7 @@ class ServerProcess:
         return Path(self.log.name).read_text(errors="replace")
 
     def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the server was not ready after {START_TIMEOUT_S:.0f} s:\n{self.output()}")
+        wait_until_ready(self.url, self.process, timeout_s=START_TIMEOUT_S, output=self.output)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+
+from benchmarks.common import free_port, wait_until_ready
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -77,31 +77,17 @@ def test_invalid_setting_is_a_usage_error(portrait_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_on_the_requested_port(portrait_path: Path, workers: int) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "facegender", "serve", "--port", str(port), "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
-            time.sleep(0.3)
+        wait_until_ready(f"http://127.0.0.1:{port}", server, timeout_s=60)
         with portrait_path.open("rb") as photo:
             response = httpx.post(f"http://127.0.0.1:{port}/api/gender", files={"image": photo}, timeout=30)
         assert response.status_code == 200
@@ -113,7 +99,7 @@ def test_serve_answers_on_the_requested_port(portrait_path: Path, workers: int) 
 
 def test_serve_with_a_missing_model_stops_with_one_line(tmp_path: Path) -> None:
     result = run_cli(
-        "serve", "--port", str(_free_port()), env={"FACEGENDER_CLASSIFIER_PATH": str(tmp_path / "none.onnx")}
+        "serve", "--port", str(free_port()), env={"FACEGENDER_CLASSIFIER_PATH": str(tmp_path / "none.onnx")}
     )
     assert result.returncode == 3
     assert result.stderr.strip().count("\n") == 0 and "model_unavailable" in result.stderr

@@ -13,6 +13,7 @@ from facegender.errors import (
     InvalidImageError,
     ModelError,
     NoFaceError,
+    ServiceError,
     UnsupportedFormatError,
 )
 from facegender.pipeline import FaceGender
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidImageError",
     "ModelError",
     "NoFaceError",
+    "ServiceError",
     "Settings",
     "UnsupportedFormatError",
     "__version__",

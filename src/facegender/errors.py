@@ -9,18 +9,28 @@ adapters map it to, so that the library, the service and the command line agree 
     ├── ImageTooLargeError         413  image_too_large   too many pixels (decompression bombs) or bytes
     ├── NoFaceError                422  no_face           a readable image without a face
     ├── ModelError                 503  model_unavailable a model file is missing, corrupt or failed to run
-    └── DatasetError               400  bad_dataset       a training/evaluation folder we cannot read
+    ├── DatasetError               400  bad_dataset       a training/evaluation folder we cannot read
+    └── ServiceError                                      raised by the HTTP service only
+        ├── BadRequestError        400  bad_request       a request the service cannot take as sent
+        ├── TooManyFilesError      413  too_many_files    a batch over the file limit
+        ├── OverloadedError        503  overloaded        every inference slot busy and the queue full
+        └── InferenceFailedError   503  inference_failed  an unexpected failure while running the models
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BadRequestError",
     "DatasetError",
     "FaceGenderError",
     "ImageTooLargeError",
+    "InferenceFailedError",
     "InvalidImageError",
     "ModelError",
     "NoFaceError",
+    "OverloadedError",
+    "ServiceError",
+    "TooManyFilesError",
     "UnsupportedFormatError",
 ]
 
@@ -79,3 +89,35 @@ class DatasetError(FaceGenderError):
 
     code = "bad_dataset"
     http_status = 400
+
+
+class ServiceError(FaceGenderError):
+    """Errors of the HTTP service itself; the library never raises these."""
+
+
+class BadRequestError(ServiceError):
+    """A request the service cannot take as sent, e.g. two ``image`` fields for one photo."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class TooManyFilesError(ServiceError):
+    """A batch with more files than ``settings.max_batch_files``."""
+
+    code = "too_many_files"
+    http_status = 413
+
+
+class OverloadedError(ServiceError):
+    """Every inference slot is busy and the queue in front of them is full."""
+
+    code = "overloaded"
+    http_status = 503
+
+
+class InferenceFailedError(ServiceError):
+    """An unexpected failure while running the models."""
+
+    code = "inference_failed"
+    http_status = 503

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -16,30 +14,11 @@ import httpx
 import pytest
 from http_helpers import Server, StartServer
 
+from benchmarks.common import free_port, wait_until_ready
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 START_TIMEOUT_S = 120.0
 SMALL_UPLOAD_BYTES = 2048
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the server was not ready after {START_TIMEOUT_S:.0f} s:\n{log_path.read_text(errors='replace')}")
 
 
 @contextmanager
@@ -48,7 +27,7 @@ def _uvicorn(log_dir: Path, *, cli: bool = False, **env: str) -> Iterator[Server
 
     With ``cli``, run ``facegender serve`` (the production entry point, with its signal handling) instead.
     """
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / f"uvicorn-{port}.log"
     if cli:
@@ -61,7 +40,12 @@ def _uvicorn(log_dir: Path, *, cli: bool = False, **env: str) -> Iterator[Server
             command, env={**os.environ, "FACEGENDER_THREADS": "1", **env}, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            _wait_until_ready(url, process, log_path)
+            try:
+                wait_until_ready(
+                    url, process, timeout_s=START_TIMEOUT_S, output=lambda: log_path.read_text(errors="replace")
+                )
+            except RuntimeError as error:
+                pytest.fail(str(error))
             yield Server(url=url, log_path=log_path, process=process)
         finally:
             process.terminate()

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from http_helpers import Server, StartServer, assert_error, grey_png, post
 
-from facegender.server.limits import InferenceLimiter, OverloadedError
+from facegender.errors import OverloadedError
+from facegender.server.limits import InferenceLimiter
 
 KEYS = ["first-key-0123456789abcdef", "second-key-fedcba9876543210"]
 SECRET_FILENAME = "secret-name-123.jpg"

@@ -23,10 +23,19 @@ from starlette.exceptions import HTTPException
 
 from facegender import __version__
 from facegender.decode import RGBImage
-from facegender.errors import FaceGenderError, ImageTooLargeError, ModelError, NoFaceError
+from facegender.errors import (
+    BadRequestError,
+    FaceGenderError,
+    ImageTooLargeError,
+    InferenceFailedError,
+    ModelError,
+    NoFaceError,
+    OverloadedError,
+    TooManyFilesError,
+)
 from facegender.pipeline import FaceGender
 from facegender.results import LABELS, Face
-from facegender.server.limits import RETRY_AFTER_S, InferenceLimiter, OverloadedError
+from facegender.server.limits import RETRY_AFTER_S, InferenceLimiter
 from facegender.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from facegender.server.schemas import (
     BatchFileError,
@@ -65,27 +74,6 @@ _Result = TypeVar("_Result", bound=GenderResult)
 _Upload = bytes | FaceGenderError
 _Outcome = tuple[ImageSize, list[Face]] | FaceGenderError
 """One photo's size and faces (never empty), or why it could not be used."""
-
-
-class _InferenceFailedError(FaceGenderError):
-    """An unexpected failure while running the models."""
-
-    code = "inference_failed"
-    http_status = 503
-
-
-class _SeveralImagesError(FaceGenderError):
-    """More than one ``image`` field in a request for one photo."""
-
-    code = "bad_request"
-    http_status = 400
-
-
-class _TooManyFilesError(FaceGenderError):
-    """A batch with more files than ``settings.max_batch_files``."""
-
-    code = "too_many_files"
-    http_status = 413
 
 
 def _error_doc(description: str, code: str, message: str) -> dict[str, Any]:
@@ -169,8 +157,8 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, __: Exception) -> JSONResponse:
-    code, message = _InferenceFailedError.code, "the request could not be processed; try again later"
-    return _error_response(request, _InferenceFailedError.http_status, code, message)
+    code, message = InferenceFailedError.code, "the request could not be processed; try again later"
+    return _error_response(request, InferenceFailedError.http_status, code, message)
 
 
 def _facegender(request: Request) -> FaceGender:
@@ -248,7 +236,7 @@ async def _predict(
     except Exception as exc:
         request_id = getattr(request.state, "request_id", "-")
         logger.exception("inference failed on %s %s (request %s)", request.method, request.url.path, request_id)
-        raise _InferenceFailedError("the image could not be processed; try again later") from exc
+        raise InferenceFailedError("the image could not be processed; try again later") from exc
     _metrics(request).count_faces(face for outcome in outcomes if isinstance(outcome, tuple) for face in outcome[1])
     return outcomes, elapsed_ms
 
@@ -309,7 +297,7 @@ async def predict_gender(
     """
     form = await request.form()  # already parsed for ``image``: this is the cached form
     if len(form.getlist("image")) > 1:
-        raise _SeveralImagesError("send one image in the field 'image'; use /api/gender/batch for several")
+        raise BadRequestError("send one image in the field 'image'; use /api/gender/batch for several")
     (outcome,), elapsed_ms = await _predict(request, engine, [image], detect)
     if isinstance(outcome, FaceGenderError):
         raise outcome
@@ -326,7 +314,7 @@ async def predict_gender_batch(
     """Find and classify the faces of several photos at once; each file gets its own result or error."""
     limit = engine.settings.max_batch_files
     if len(images) > limit:
-        raise _TooManyFilesError(f"send at most {limit} files in one batch, not {len(images)}")
+        raise TooManyFilesError(f"send at most {limit} files in one batch, not {len(images)}")
     outcomes, elapsed_ms = await _predict(request, engine, images, detect)
     results: list[BatchFileResult | BatchFileError] = []
     for index, outcome in enumerate(outcomes):

@@ -8,19 +8,12 @@ from typing import Final
 
 import anyio
 
-from facegender.errors import FaceGenderError
+from facegender.errors import OverloadedError
 
-__all__ = ["RETRY_AFTER_S", "InferenceLimiter", "OverloadedError"]
+__all__ = ["RETRY_AFTER_S", "InferenceLimiter"]
 
 RETRY_AFTER_S: Final = 1
 """The ``Retry-After`` of an ``overloaded`` answer, in seconds."""
-
-
-class OverloadedError(FaceGenderError):
-    """Every inference slot is busy and the queue in front of them is full."""
-
-    code = "overloaded"
-    http_status = 503
 
 
 class InferenceLimiter:
