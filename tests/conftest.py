@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,21 @@ def portrait_path(shared_data: Path) -> Path:
 def face_gender() -> FaceGender:
     """The full pipeline, loaded once per test session."""
     return FaceGender()
+
+
+@pytest.fixture
+def utkface_subset(shared_data: Path, tmp_path: Path) -> Callable[[int], Path]:
+    """Write a labels CSV of every ``step``-th UTKFace chip (absolute paths) into ``tmp_path``; its path."""
+
+    def write(step: int) -> Path:
+        source = shared_data / "utkface"
+        with (source / "labels.csv").open() as handle:
+            rows = list(csv.DictReader(handle))[::step]
+        subset = tmp_path / "labels.csv"
+        with subset.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["file", "gender", "age", "race"])
+            writer.writeheader()
+            writer.writerows({**row, "file": str(source / row["file"])} for row in rows)
+        return subset
+
+    return write

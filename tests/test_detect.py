@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from facegender.align import face_chip, whole_image_chip
 from facegender.data import load_dataset
@@ -64,3 +67,30 @@ def test_chips_have_the_requested_size_and_differ_per_face(portrait_path: Path, 
     assert chip.shape == (112, 112, 3) and chip.dtype == np.uint8
     assert whole_image_chip(image, size=112).shape == (112, 112, 3)
     assert not np.array_equal(chip, whole_image_chip(image, size=112))
+
+
+def test_small_faces_across_a_big_photo_are_found(shared_data: Path, detector: BlazeFaceDetector) -> None:
+    # 32 faces of about a fifth of the short side on a 2400x1200 photo: only the finer scale sees them.
+    chips = [item for item in load_dataset(shared_data / "utkface") if item.split == "val"][:32]
+    canvas = np.full((1200, 2400, 3), 128, np.uint8)
+    for place, item in enumerate(chips):
+        top, left = (place // 8) * 300, (place % 8) * 300
+        canvas[top : top + 300, left : left + 300] = cv2.resize(load_image(item.path), (300, 300))
+    detections = detector.detect(canvas)
+    places = {(int(d.box.top + d.box.height / 2) // 300, int(d.box.left + d.box.width / 2) // 300) for d in detections}
+    assert len(places) >= 29  # 31, as with the overlapping tiles that this one pass replaced
+    assert detector.smallest_face(2400, 1200) <= 1200 / 8  # as documented: down to an eighth of the short side
+
+
+def test_a_box_around_surer_faces_is_dropped(shared_data: Path, detector: BlazeFaceDetector) -> None:
+    # Seen whole at 128 px, a grid of 16 faces held a "face" of four of them (557 px, score 0.53).
+    chips = [item for item in load_dataset(shared_data / "utkface") if item.split == "val"][::3][:16]
+    canvas = Image.new("RGB", (2400, 1200), (128, 128, 128))
+    for place, item in enumerate(chips):
+        with Image.open(item.path) as chip:
+            face = chip.convert("RGB").resize((300, 300), Image.Resampling.BICUBIC)
+        canvas.paste(face, ((place % 8) * 300, (place // 8) * 300))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    detections = detector.detect(load_image(buffer.getvalue()))
+    assert len(detections) == 16 and all(d.box.width < 450 for d in detections)  # a face here is at most 350 px

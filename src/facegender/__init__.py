@@ -7,10 +7,13 @@
 
 from facegender.decode import SUPPORTED_FORMATS, ImageSource, load_image
 from facegender.errors import (
+    BatchInputError,
     DatasetError,
     FaceGenderError,
     ImageTooLargeError,
+    InferenceFailedError,
     InvalidImageError,
+    MissingExtraError,
     ModelError,
     NoFaceError,
     ServiceError,
@@ -25,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LABELS",
     "SUPPORTED_FORMATS",
+    "BatchInputError",
     "Box",
     "DatasetError",
     "Detection",
@@ -34,7 +38,9 @@ __all__ = [
     "GenderLabel",
     "ImageSource",
     "ImageTooLargeError",
+    "InferenceFailedError",
     "InvalidImageError",
+    "MissingExtraError",
     "ModelError",
     "NoFaceError",
     "ServiceError",

@@ -1,3 +1,5 @@
 from facegender.cli import main
 
-main()
+# Guarded: batch's worker processes start by spawn, which imports the parent's main module.
+if __name__ == "__main__":
+    main()

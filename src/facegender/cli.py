@@ -1,7 +1,8 @@
-"""The ``facegender`` command: predict, serve, train, evaluate.
+"""The ``facegender`` command: predict, batch, serve, train, evaluate, quantize.
 
-Exit codes: 0 success, 1 no face found, 2 bad input or usage, 3 model unavailable. Errors are one line
-on stderr; ``FACEGENDER_DEBUG=1`` adds the traceback.
+Exit codes: 0 success, 1 no face found, 2 bad input or usage, 3 model unavailable, 5 an optional extra
+missing. Errors are one line on stderr; ``FACEGENDER_DEBUG=1`` adds the traceback. ``batch`` exits 0 when
+the job ran to its end: its files' own errors are in its output.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from facegender.errors import FaceGenderError, NoFaceError
+from facegender.batch import DEFAULT_CHUNK_SIZE, DEFAULT_POOL, ENGINES, FORMATS, POOLS, run_batch
+from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
+
+if TYPE_CHECKING:
+    from facegender.batch import BatchProgress, BatchSummary
 
 __all__ = ["main"]
 
@@ -36,6 +41,19 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("photos", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     predict.add_argument("--no-detect", action="store_true", help="treat each photo as one cropped face")
+
+    batch = commands.add_parser(
+        "batch",
+        help="classify every photo of a folder, glob or list into a JSONL, CSV or Parquet file, with resume",
+    )
+    batch.add_argument("input", help="folder (recursive), glob, or .txt/.csv list of paths; fsspec URLs allowed")
+    batch.add_argument("--out", required=True, help="output file (.jsonl, .csv) or Parquet folder (.parquet)")
+    batch.add_argument("--format", choices=FORMATS, help="output format (default: from the --out suffix)")
+    batch.add_argument("--engine", choices=ENGINES, default="local", help="local pool or Ray Data (default local)")
+    batch.add_argument("--ray-address", help="Ray cluster to join (ray://host:10001 or auto); default: start one")
+    batch.add_argument("--workers", type=int, help="threads, processes or Ray actors (default: one per CPU)")
+    batch.add_argument("--pool", choices=POOLS, default=DEFAULT_POOL, help=f"local workers (default {DEFAULT_POOL})")
+    batch.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="files per model call and write")
 
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -61,44 +79,114 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True)
     evaluate.add_argument("--portraits", type=Path, help="labelled uncropped photos for the end-to-end check")
     evaluate.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+
+    quantize = commands.add_parser("quantize", help="write an int8 copy of a gender model, checked on validation")
+    quantize.add_argument("--model", type=Path, required=True, help="float ONNX model")
+    quantize.add_argument("--data", type=Path, required=True, help="dataset: train chips calibrate, val checks")
+    quantize.add_argument("--out", type=Path, required=True, help="int8 ONNX file to write")
+    quantize.add_argument("--report", type=Path, help="JSON comparison on the validation split (default OUT.json)")
+    quantize.add_argument("--calibration-images", type=int, default=512)
+    quantize.add_argument("--refine-margin", type=float, default=0.15, help="float model redoes chips below 0.5+this")
+    quantize.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
     return parser
 
 
 def _predict(args: argparse.Namespace) -> int:
     from facegender.pipeline import FaceGender
+    from facegender.records import photo_record
 
     fg = FaceGender()
     results = fg.predict_batch(args.photos, detect=not args.no_detect, return_exceptions=True)
     status = EXIT_OK
     rows: list[tuple[str, str, str, str, str]] = []
-    record: dict[str, Any]
     for photo, result in zip(args.photos, results, strict=True):
         if isinstance(result, FaceGenderError):
             status = max(status, result.exit_code)
-            record = {"file": str(photo), "faces": [], "error": {"code": result.code, "message": result.message}}
             rows.append((str(photo), "-", "error", result.code, result.message))
         elif not result:
             status = max(status, EXIT_NO_FACE)
-            record = {"file": str(photo), "faces": [], "error": {"code": NoFaceError.code, "message": "no face found"}}
             rows.append((str(photo), "-", "no face", "", ""))
-        else:
-            record = {"file": str(photo), "faces": [asdict(face) for face in result], "error": None}
-            for number, face in enumerate(result, start=1):
-                box = face.box
-                rows.append(
-                    (
-                        str(photo),
-                        str(number),
-                        face.label,
-                        f"{face.probability:.3f}",
-                        f"{box.left},{box.top} {box.width}x{box.height}",
-                    )
+        for number, face in enumerate(result if isinstance(result, list) else [], start=1):
+            box = face.box
+            rows.append(
+                (
+                    str(photo),
+                    str(number),
+                    face.label,
+                    f"{face.probability:.3f}",
+                    f"{box.left},{box.top} {box.width}x{box.height}",
                 )
+            )
         if args.json:
-            print(json.dumps(record))
+            # "label" stays the class name here, as predict printed it before batch records existed.
+            print(json.dumps(photo_record(str(photo), result, model_version=fg.model_version, labels="name")))
     if not args.json:
         _print_table(("file", "face", "class", "probability", "box"), rows)
     return status
+
+
+def _batch(args: argparse.Namespace) -> int:
+    with _BatchProgressView() as view:
+        summary = run_batch(
+            inputs=args.input,
+            out=args.out,
+            output_format=args.format,
+            engine=args.engine,
+            workers=args.workers,
+            pool=args.pool,
+            chunk_size=args.chunk_size,
+            ray_address=args.ray_address,
+            progress=view.update,
+        )
+    _print_summary(summary, args.out)
+    return EXIT_OK
+
+
+class _BatchProgressView:
+    """A bar with rate and ETA on a terminal; otherwise a plain line on stderr every ``every_s`` seconds."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc="batch", unit="photo", disable=None, dynamic_ncols=True)
+        self.every_s = every_s
+        self.started = self.last_line = time.monotonic()
+
+    def update(self, progress: BatchProgress) -> None:
+        if not self.bar.disable:
+            if self.bar.total != progress.total:
+                self.bar.total = progress.total
+                self.bar.refresh()
+            self.bar.update(progress.done - self.bar.n)
+            return
+        now = time.monotonic()
+        if progress.done == 0:
+            print(f"facegender: batch: {progress.total} files to do, {progress.skipped} already done", file=sys.stderr)
+        elif now - self.last_line >= self.every_s or progress.done == progress.total:
+            self.last_line = now
+            rate = progress.done / max(now - self.started, 1e-9)
+            print(f"facegender: batch: {progress.done}/{progress.total} files, {rate:.1f}/s", file=sys.stderr)
+
+    def __enter__(self) -> _BatchProgressView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bar.close()
+
+
+def _print_summary(summary: BatchSummary, out: str) -> None:
+    by_class = ", ".join(f"{name} {count}" for name, count in summary.by_class.items())
+    _print_table(
+        ("batch", "value"),
+        [
+            ("files", f"{summary.files} (skipped, already recorded: {summary.skipped})"),
+            ("faces", f"{summary.faces} ({by_class})"),
+            ("no face", str(summary.no_face)),
+            ("errors", str(summary.errors)),
+            ("time", f"{summary.seconds:.1f} s, {summary.photos_per_second:.1f} photos/s"),
+            ("output", out),
+        ],
+    )
 
 
 def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
@@ -123,7 +211,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         from facegender.training.train import TrainConfig, train
     except ImportError as exc:
-        raise SystemExit(f"facegender: training needs the [train] extra ({exc.name} is missing)") from None
+        raise MissingExtraError(f"training needs the [train] extra ({exc.name} is missing)") from None
     config = TrainConfig(
         data=args.data,
         out=args.out,
@@ -162,9 +250,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    try:
+        from facegender.quantize import quantize_classifier
+    except ImportError as exc:
+        raise MissingExtraError(f"quantizing needs the [train] extra ({exc.name} is missing)") from None
+    result = quantize_classifier(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        calibration_images=args.calibration_images,
+        refine_margin=args.refine_margin,
+        report=args.report,
+        cache_dir=args.cache_dir,
+    )
+    for name, scores in (
+        ("float", result.float_scores),
+        ("int8 alone", result.int8_scores),
+        ("int8, float redoing unsure chips", result.shipped_scores),
+    ):
+        print(f"{name}: validation accuracy {scores.accuracy:.4f}, ECE {scores.ece:.4f} ({scores.count} images)")
+    verdict = "fit to ship" if result.fit_to_ship else "NOT fit to ship (loses accuracy or calibration)"
+    print(f"{result.refined_share:.1%} of chips redone; {verdict}; wrote {result.model_path} and {result.report_path}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    handlers = {"predict": _predict, "serve": _serve, "train": _train, "evaluate": _evaluate}
+    handlers = {
+        "predict": _predict,
+        "batch": _batch,
+        "serve": _serve,
+        "train": _train,
+        "evaluate": _evaluate,
+        "quantize": _quantize,
+    }
     debug = os.environ.get("FACEGENDER_DEBUG") == "1"
     try:
         code = handlers[args.command](args)

@@ -5,24 +5,66 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from facegender.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "SUPPORTED_FORMATS", "ImageSource", "RGBImage", "load_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "SUPPORTED_FORMATS",
+    "DecodedImage",
+    "ImageSource",
+    "MinScale",
+    "RGBImage",
+    "decode_image",
+    "load_image",
+]
 
 RGBImage: TypeAlias = NDArray[np.uint8]
 """An ``(height, width, 3)`` uint8 array in RGB order."""
 
-ImageSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | NDArray[np.generic]
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """An upright RGB image that may have been decoded at a reduced scale.
+
+    ``width`` and ``height`` are the full size of the upright image, the size that boxes are reported in;
+    ``pixels`` may be smaller (JPEG decoding at 1/2, 1/4 or 1/8 scale).
+    """
+
+    pixels: RGBImage
+    width: int
+    height: int
+
+    @property
+    def factor_x(self) -> float:
+        """Full-size pixels per decoded pixel, horizontally."""
+        return self.width / int(self.pixels.shape[1])
+
+    @property
+    def factor_y(self) -> float:
+        """Full-size pixels per decoded pixel, vertically."""
+        return self.height / int(self.pixels.shape[0])
+
+
+ImageSource: TypeAlias = (
+    str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | NDArray[np.generic] | DecodedImage
+)
+
+MinScale: TypeAlias = Callable[[int, int], float]
+"""Given an image's full width and height, the smallest scale (decoded / full size) that is good enough."""
 
 DEFAULT_MAX_PIXELS: Final = 40_000_000
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+_DRAFT_FORMATS: Final = frozenset({"JPEG", "MPO"})
+_SIDE_SWAPPING: Final = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
 
 # Recognised but refused: name them so the user learns what they sent rather than "not an image".
 _KNOWN_UNSUPPORTED: Final = (
@@ -35,7 +77,7 @@ _HEIF_BRANDS: Final = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"m
 
 
 def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBImage:
-    """Decode ``source`` into an upright ``(H, W, 3)`` uint8 RGB array.
+    """Decode ``source`` into an upright ``(H, W, 3)`` uint8 RGB array at full size.
 
     EXIF orientation is applied; greyscale, palette, 16-bit, CMYK and alpha images are converted
     (transparent areas become white); animated GIFs and multi-page TIFFs give their first frame.
@@ -45,17 +87,52 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         UnsupportedFormatError: a recognised but unsupported format (HEIC, SVG, PDF, ...).
         ImageTooLargeError: more than ``max_pixels`` pixels; checked from the header, before decoding.
     """
+    if isinstance(source, DecodedImage):
+        if source.pixels.shape[:2] != (source.height, source.width):
+            raise ValueError("this image was decoded at a reduced scale; decode it again for full size")
+        return source.pixels
+    return decode_image(source, max_pixels=max_pixels).pixels
+
+
+def decode_image(
+    source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_scale: MinScale | None = None
+) -> DecodedImage:
+    """Decode ``source`` like :func:`load_image`, at a reduced scale where ``min_scale`` allows it.
+
+    A JPEG is decoded at 1/2, 1/4 or 1/8 of its size (its DCT is scaled, so this is also faster and
+    smoother than decoding in full and shrinking) when that scale is still at least
+    ``min_scale(width, height)``; other formats, arrays and PIL images come at full size. A
+    :class:`DecodedImage` is returned as it is.
+
+    Raises:
+        The errors of :func:`load_image`.
+    """
+    if isinstance(source, DecodedImage):
+        return source
     if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels=max_pixels)
+        return _full_size(_from_array(source, max_pixels=max_pixels))
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, max_pixels)
         try:
             source.load()  # a lazily opened image may still be truncated or corrupt
         except Exception as exc:
             raise InvalidImageError(f"the image data is truncated or corrupt ({type(exc).__name__})") from None
-        return _to_rgb_array(source)
-    data = _read_bytes(source)
-    return _to_rgb_array(_open(data, max_pixels=max_pixels))
+        return _full_size(_flatten_modes(_upright(source, owned=False)[0]))
+    image = _open(_read_bytes(source), max_pixels=max_pixels)
+    width, height = image.size
+    if min_scale is not None and image.format in _DRAFT_FORMATS:
+        reduction = next((r for r in (8, 4, 2) if r * min_scale(width, height) <= 1), 1)
+        if reduction > 1:
+            image.draft(None, (width // reduction, height // reduction))
+    _load(image)
+    upright, turned = _upright(image, owned=True)
+    if turned:
+        width, height = height, width
+    return DecodedImage(pixels=_flatten_modes(upright), width=width, height=height)
+
+
+def _full_size(pixels: RGBImage) -> DecodedImage:
+    return DecodedImage(pixels=pixels, width=pixels.shape[1], height=pixels.shape[0])
 
 
 def _read_bytes(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> bytes:
@@ -92,11 +169,14 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
     if image.format not in SUPPORTED_FORMATS:
         raise UnsupportedFormatError(f"{image.format} images are not supported; send JPEG, PNG, WebP, BMP, GIF or TIFF")
     _check_pixels(image.width, image.height, max_pixels)
+    return image
+
+
+def _load(image: Image.Image) -> None:
     try:
         image.load()
     except Exception as exc:
         raise InvalidImageError(f"the image data is truncated or corrupt ({type(exc).__name__})") from None
-    return image
 
 
 def _unidentified(data: bytes) -> InvalidImageError:
@@ -116,14 +196,22 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         raise ImageTooLargeError(f"the image is {width}x{height}, more than the limit of {max_pixels:,} pixels")
 
 
-def _to_rgb_array(image: Image.Image) -> RGBImage:
+def _upright(image: Image.Image, *, owned: bool) -> tuple[Image.Image, bool]:
+    """The image turned by its EXIF orientation, and whether that swapped its sides.
+
+    An upright image is returned as it is, and one we opened ourselves (``owned``) is turned in place:
+    either way no copy of the pixels is made.
+    """
     try:
-        upright = ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        if orientation not in range(2, 9):
+            return image, False
+        if owned:
+            ImageOps.exif_transpose(image, in_place=True)
+            return image, orientation in _SIDE_SWAPPING
+        return ImageOps.exif_transpose(image) or image, orientation in _SIDE_SWAPPING
     except Exception:  # corrupt EXIF must not cost the user the picture itself
-        upright = image
-    if upright is None:
-        upright = image
-    return _flatten_modes(upright)
+        return image, False
 
 
 def _flatten_modes(image: Image.Image) -> RGBImage:
@@ -136,7 +224,7 @@ def _flatten_modes(image: Image.Image) -> RGBImage:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(canvas, rgba)
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Final
@@ -22,44 +23,59 @@ DEFAULT_DETECTOR_PATH: Final = Path(str(resources.files("facegender") / "models"
 
 FloatArray = NDArray[np.float32]
 
+# The network's two heads: 2 anchors per cell at stride 8, then 6 per cell at stride 16. It is fully
+# convolutional, so any input whose sides are multiples of the largest stride works.
+_HEADS: Final = ((8, 2), (16, 6))
+_STRIDE: Final = max(stride for stride, _ in _HEADS)
+
 
 @dataclass(frozen=True, slots=True)
-class _View:
-    """A square window of the image that was scaled to the network input: image = input * scale + offset."""
+class _Pass:
+    """The image as one network input of ``width`` x ``height``: input = image * scale + shift."""
 
     scale: float
-    offset_x: float
-    offset_y: float
-    is_tile: bool = False
+    shift_x: float
+    shift_y: float
+    width: int
+    height: int
+    threshold: float
 
 
-def _anchors() -> FloatArray:
-    """BlazeFace short-range anchor centres: 2 per cell on a 16x16 grid, then 6 per cell on 8x8."""
-    centres: list[tuple[float, float]] = []
-    for grid, per_cell in ((16, 2), (8, 6)):
-        for row in range(grid):
-            for col in range(grid):
-                centres.extend([((col + 0.5) / grid, (row + 0.5) / grid)] * per_cell)
-    return np.asarray(centres, dtype=np.float32)
+@lru_cache(maxsize=64)
+def _anchor_centres(width: int, height: int) -> FloatArray:
+    """Anchor centres in input pixels, in the network's output order (row, column, anchor)."""
+    centres = []
+    for stride, per_cell in _HEADS:
+        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
+        ys, xs = np.meshgrid((np.arange(rows) + 0.5) * stride, (np.arange(cols) + 0.5) * stride, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
 
 
 class BlazeFaceDetector:
     """Finds faces and six landmarks each.
 
-    The network sees a 128x128 letterboxed view. Faces that fill the frame (already-cropped chips) are
-    found by a second view with a wide border; large photos are also searched in overlapping tiles, so
-    that faces down to about an eighth of the short side are found. ``min_face_size`` (pixels) adds
-    finer levels of tiles, at a cost that grows with the square of the photo's size over that face size.
+    The network sees the whole image letterboxed into 128x128, which finds faces from about a fifth of
+    the long side up to the whole frame. Faces that fill the frame (already-cropped chips) are found by a
+    second view with a wide border when the first finds nothing. Photos with a short side of 400 pixels
+    or more are also searched at a finer scale, the whole image in one pass, so that faces down to about
+    an eighth of the short side are found. ``min_face_size`` (pixels) adds finer scales, at a cost that
+    grows with the square of the photo's size over that face size.
     """
 
     input_size: Final = 128
-    # Tiles cover each quadrant with overlap, for faces too small in the whole-image view.
-    _tile_fraction: Final = 0.6
-    _min_side_for_tiles: Final = 400
+    # The finer scale shows a window of this fraction of the short side as 128 pixels.
+    _fine_fraction: Final = 0.6
+    _min_side_for_fine: Final = 400
     # The smallest face found reliably in a view, as a fraction of the view's side (measured on portraits).
     _findable_fraction: Final = 0.2
-    # Tiles see faces cut by their edges and textures out of context: they must be surer.
-    _tile_threshold: Final = 0.8
+    # Finer scales see small textures out of context, where false faces appear: they must be surer. (The
+    # tiles this pass replaced needed 0.8, but saw each face two to four times, at different offsets.)
+    _fine_threshold: Final = 0.7
+    # Faces do not nest: of two boxes where one lies mostly inside the other, one is a part of a face (an
+    # eye and a cheek) or a cluster of faces seen as one (a grid of photos at 128 px). The surer one stays.
+    _containment: Final = 0.5
 
     def __init__(
         self,
@@ -71,7 +87,6 @@ class BlazeFaceDetector:
         min_face_size: int | None = None,
     ) -> None:
         self._session = create_session(model_path, threads=threads)
-        self._anchors = _anchors()
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
@@ -79,104 +94,134 @@ class BlazeFaceDetector:
     def detect(self, image: RGBImage) -> list[Detection]:
         """All faces in ``image``, largest first."""
         height, width = image.shape[:2]
-        views = [self._whole_view(width, height)]
-        side = min(width, height) * self._tile_fraction
-        if min(width, height) >= self._min_side_for_tiles:
-            views.extend(self._tile_views(width, height, side))
-            # Each finer level halves the tile side: twice the resolution, four times the tiles.
-            finer = self.min_face_size or math.inf
-            while side * self._findable_fraction > finer and side >= 2 * self.input_size:
-                side /= 2
-                views.extend(self._tile_views(width, height, side))
-        detections = self._run(image, views)
-        if not detections:
-            detections = self._run(image, [self._padded_view(width, height)])
+        candidates = self._run(image, self._letterbox(width, height, margin=1.0))
+        for side in self._fine_sides(width, height):
+            candidates += self._run(image, self._fine(width, height, side))
+        if not candidates:
+            candidates = self._run(image, self._letterbox(width, height, margin=1.6))
+        merged = _drop_contained(self._merge(candidates), self._containment)
+        detections = [self._to_detection(score, geometry, width, height) for score, geometry in merged]
         return sorted(detections, key=lambda d: d.box.area, reverse=True)
 
-    def _whole_view(self, width: int, height: int) -> _View:
-        side = max(width, height)
-        return _View(side / self.input_size, (width - side) / 2, (height - side) / 2)
+    def smallest_face(self, width: int, height: int) -> float:
+        """The side, in pixels, of the smallest face searched for in a ``width`` x ``height`` image."""
+        sides = [float(max(width, height)), *self._fine_sides(width, height)]
+        return min(sides) * self._findable_fraction
 
-    def _padded_view(self, width: int, height: int) -> _View:
-        side = max(width, height) * 1.6
-        return _View(side / self.input_size, (width - side) / 2, (height - side) / 2)
+    def _fine_sides(self, width: int, height: int) -> list[float]:
+        """The window sides of the finer scales: each next one halves the side, for twice the resolution."""
+        if min(width, height) < self._min_side_for_fine:
+            return []
+        side = min(width, height) * self._fine_fraction
+        sides = [side]
+        finer = self.min_face_size or math.inf
+        while side * self._findable_fraction > finer and side >= 2 * self.input_size:
+            side /= 2
+            sides.append(side)
+        return sides
 
-    def _tile_views(self, width: int, height: int, side: float) -> list[_View]:
-        xs = np.linspace(0, width - side, num=max(2, round(width / side) + 1))
-        ys = np.linspace(0, height - side, num=max(2, round(height / side) + 1))
-        return [_View(side / self.input_size, float(x), float(y), is_tile=True) for y in ys for x in xs]
-
-    def _crop(self, image: RGBImage, view: _View) -> FloatArray:
-        to_input = np.array(
-            [[1 / view.scale, 0, -view.offset_x / view.scale], [0, 1 / view.scale, -view.offset_y / view.scale]],
-            dtype=np.float64,
+    def _letterbox(self, width: int, height: int, *, margin: float) -> _Pass:
+        """The whole image, centred in one square input with a border of ``margin`` times the long side."""
+        scale = self.input_size / (max(width, height) * margin)
+        return _Pass(
+            scale=scale,
+            shift_x=(self.input_size - width * scale) / 2,
+            shift_y=(self.input_size - height * scale) / 2,
+            width=self.input_size,
+            height=self.input_size,
+            threshold=self.score_threshold,
         )
-        # INTER_AREA-like quality matters when shrinking big photos; the mean border keeps padding neutral.
+
+    def _fine(self, width: int, height: int, side: float) -> _Pass:
+        """The whole image at the scale that shows a ``side`` x ``side`` window as one 128-pixel input."""
+        scale = self.input_size / side
+        return _Pass(
+            scale=scale,
+            shift_x=0.0,
+            shift_y=0.0,
+            width=math.ceil(width * scale / _STRIDE) * _STRIDE,
+            height=math.ceil(height * scale / _STRIDE) * _STRIDE,
+            threshold=max(self.score_threshold, self._fine_threshold),
+        )
+
+    def _input(self, image: RGBImage, view: _Pass) -> FloatArray:
+        to_input = np.array([[view.scale, 0, view.shift_x], [0, view.scale, view.shift_y]], dtype=np.float64)
         source: RGBImage = image
-        shrink = view.scale
-        if shrink > 2:
-            factor = int(shrink // 2)
+        # Bilinear sampling alone aliases when shrinking a lot: shrink by a whole factor first, by area.
+        factor = int(1 / view.scale // 2)
+        if factor > 1:
             size = (image.shape[1] // factor, image.shape[0] // factor)
             source = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
             to_input[:, :2] *= factor
-        patch = cv2.warpAffine(
-            source,
-            to_input,
-            (self.input_size, self.input_size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(0, 0, 0),
+        canvas = cv2.warpAffine(
+            source, to_input, (view.width, view.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
-        return patch.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+        # (pixel - 127.5) / 127.5 into an NCHW batch of one; the black border becomes -1.
+        blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 127.5, mean=(127.5, 127.5, 127.5))
+        return np.asarray(blob, dtype=np.float32)
 
-    def _run(self, image: RGBImage, views: list[_View]) -> list[Detection]:
-        batch = np.stack([self._crop(image, view) for view in views])
-        regressors, classificators = self._session.run(None, {"input": batch})
-        scores = 1.0 / (1.0 + np.exp(-np.clip(classificators[..., 0], -80, 80)))
-        candidates: list[tuple[float, FloatArray]] = []
-        for index, view in enumerate(views):
-            threshold = max(self.score_threshold, self._tile_threshold) if view.is_tile else self.score_threshold
-            keep = np.flatnonzero(scores[index] >= threshold)
-            for anchor_index in keep:
-                raw = regressors[index, anchor_index] / self.input_size
-                anchor = self._anchors[anchor_index]
-                points = raw[4:].reshape(6, 2) + anchor
-                cx, cy = raw[0] + anchor[0], raw[1] + anchor[1]
-                corners = np.array([cx - raw[2] / 2, cy - raw[3] / 2, cx + raw[2] / 2, cy + raw[3] / 2])
-                geometry = np.concatenate([corners, points.ravel()]) * self.input_size * view.scale
-                geometry[0::2] += view.offset_x
-                geometry[1::2] += view.offset_y
-                candidates.append((float(scores[index, anchor_index]), geometry.astype(np.float32)))
-        height, width = image.shape[:2]
-        return [self._to_detection(score, geometry, width, height) for score, geometry in self._merge(candidates)]
+    def _run(self, image: RGBImage, view: _Pass) -> list[tuple[float, FloatArray]]:
+        """Candidate faces of one pass: (score, geometry) with the box corners and six landmarks in image pixels."""
+        regressors, classificators = self._session.run(None, {"input": self._input(image, view)})
+        logits = classificators[0, :, 0]
+        keep = np.flatnonzero(logits >= math.log(view.threshold / (1 - view.threshold)))  # sigmoid >= threshold
+        if not len(keep):
+            return []
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -80, 80)))
+        raw = regressors[0, keep]
+        anchors = _anchor_centres(view.width, view.height)[keep]
+        centres, half = anchors + raw[:, 0:2], raw[:, 2:4] / 2
+        points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+        geometry = np.concatenate([centres - half, centres + half, points.reshape(-1, 12)], axis=1)
+        geometry[:, 0::2] = (geometry[:, 0::2] - view.shift_x) / view.scale
+        geometry[:, 1::2] = (geometry[:, 1::2] - view.shift_y) / view.scale
+        return [(float(score), row) for score, row in zip(scores, geometry.astype(np.float32), strict=True)]
 
     def _merge(self, candidates: list[tuple[float, FloatArray]]) -> list[tuple[float, FloatArray]]:
         """Weighted non-maximum suppression: overlapping candidates are averaged by score."""
-        remaining = sorted(candidates, key=lambda c: c[0], reverse=True)
+        if not candidates:
+            return []
+        order = sorted(range(len(candidates)), key=lambda i: candidates[i][0], reverse=True)
+        scores = np.array([candidates[i][0] for i in order], dtype=np.float32)
+        geometry = np.stack([candidates[i][1] for i in order])
         merged: list[tuple[float, FloatArray]] = []
-        while remaining:
-            best_score, best = remaining[0]
-            overlaps = np.array([_iou(best[:4], other[:4]) for _, other in remaining])
-            group = [remaining[i] for i in np.flatnonzero(overlaps >= self.iou_threshold)]
-            weights = np.array([score for score, _ in group], dtype=np.float32)
-            geometry = (np.stack([g for _, g in group]) * weights[:, None]).sum(axis=0) / weights.sum()
-            merged.append((best_score, geometry))
-            remaining = [remaining[i] for i in np.flatnonzero(overlaps < self.iou_threshold)]
+        while len(scores):
+            overlaps = _iou(geometry[0, :4], geometry[:, :4])
+            group = overlaps >= self.iou_threshold
+            weights = scores[group]
+            merged.append((float(scores[0]), (geometry[group] * weights[:, None]).sum(axis=0) / weights.sum()))
+            scores, geometry = scores[~group], geometry[~group]
         return merged
 
     @staticmethod
     def _to_detection(score: float, geometry: FloatArray, width: int, height: int) -> Detection:
-        x1, y1 = max(0.0, float(geometry[0])), max(0.0, float(geometry[1]))
-        x2, y2 = min(float(width), float(geometry[2])), min(float(height), float(geometry[3]))
-        box = Box(round(x1), round(y1), max(1, round(x2 - x1)), max(1, round(y2 - y1)))
-        points = tuple((float(x), float(y)) for x, y in geometry[4:].reshape(6, 2))
         bounds = (float(geometry[0]), float(geometry[1]), float(geometry[2]), float(geometry[3]))
-        return Detection(box=box, score=score, bounds=bounds, keypoints=points)
+        points = tuple((float(x), float(y)) for x, y in geometry[4:].reshape(6, 2))
+        return Detection(box=Box.clipped(bounds, width, height), score=score, bounds=bounds, keypoints=points)
 
 
-def _iou(a: FloatArray, b: FloatArray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def _drop_contained(merged: list[tuple[float, FloatArray]], containment: float) -> list[tuple[float, FloatArray]]:
+    """Of two faces where one has at least ``containment`` of its area inside the other, keep the surer."""
+    kept: list[tuple[float, FloatArray]] = []
+    for score, geometry in merged:  # surest first
+        if all(_overlap_of_smaller(geometry[:4], other[:4]) < containment for _, other in kept):
+            kept.append((score, geometry))
+    return kept
+
+
+def _overlap_of_smaller(box: FloatArray, other: FloatArray) -> float:
+    """The share of the smaller box's area that lies inside the other (both left, top, right, bottom)."""
+    width = max(0.0, float(min(box[2], other[2]) - max(box[0], other[0])))
+    height = max(0.0, float(min(box[3], other[3]) - max(box[1], other[1])))
+    smaller = min(float((box[2] - box[0]) * (box[3] - box[1])), float((other[2] - other[0]) * (other[3] - other[1])))
+    return width * height / smaller if smaller > 0 else 1.0
+
+
+def _iou(box: FloatArray, others: FloatArray) -> NDArray[np.float32]:
+    """Intersection over union of ``box`` (left, top, right, bottom) with each row of ``others``."""
+    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
     inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    union = union - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)

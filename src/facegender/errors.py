@@ -10,28 +10,36 @@ adapters map it to, so that the library, the service and the command line agree 
     ├── NoFaceError                422  no_face           a readable image without a face
     ├── ModelError                 503  model_unavailable a model file is missing, corrupt or failed to run
     ├── DatasetError               400  bad_dataset       a training/evaluation folder we cannot read
+    ├── BatchInputError            400  bad_batch_input   a batch INPUT or --out the batch job cannot use
+    ├── MissingExtraError          501  missing_extra     an optional package (an extra) is not installed
+    ├── InferenceFailedError       503  inference_failed  an unexpected failure on one image of a batch
     └── ServiceError                                      raised by the HTTP service only
         ├── BadRequestError        400  bad_request       a request the service cannot take as sent
         ├── TooManyFilesError      413  too_many_files    a batch over the file limit
+        ├── UploadTimeoutError     408  upload_timeout    the request body did not arrive within the timeout
         ├── OverloadedError        503  overloaded        every inference slot busy and the queue full
-        └── InferenceFailedError   503  inference_failed  an unexpected failure while running the models
+        └── RequestTimeoutError    503  timeout           no answer within the request timeout
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BadRequestError",
+    "BatchInputError",
     "DatasetError",
     "FaceGenderError",
     "ImageTooLargeError",
     "InferenceFailedError",
     "InvalidImageError",
+    "MissingExtraError",
     "ModelError",
     "NoFaceError",
     "OverloadedError",
+    "RequestTimeoutError",
     "ServiceError",
     "TooManyFilesError",
     "UnsupportedFormatError",
+    "UploadTimeoutError",
 ]
 
 
@@ -91,6 +99,30 @@ class DatasetError(FaceGenderError):
     http_status = 400
 
 
+class BatchInputError(FaceGenderError):
+    """A batch job's INPUT lists nothing readable, or its output belongs to another format or job."""
+
+    code = "bad_batch_input"
+    http_status = 400
+
+
+class MissingExtraError(FaceGenderError):
+    """A feature needs an optional package that is not installed; the message names the extra."""
+
+    code = "missing_extra"
+    http_status = 501
+    exit_code = 5
+
+
+class InferenceFailedError(FaceGenderError):
+    """An unexpected failure while processing one image; ``predict_batch(return_exceptions=True)`` puts it in
+    that image's place (the cause is chained and logged, never put in the message)."""
+
+    code = "inference_failed"
+    http_status = 503
+    exit_code = 3
+
+
 class ServiceError(FaceGenderError):
     """Errors of the HTTP service itself; the library never raises these."""
 
@@ -109,6 +141,13 @@ class TooManyFilesError(ServiceError):
     http_status = 413
 
 
+class UploadTimeoutError(ServiceError):
+    """The request body was still arriving when ``settings.request_timeout_s`` ran out."""
+
+    code = "upload_timeout"
+    http_status = 408
+
+
 class OverloadedError(ServiceError):
     """Every inference slot is busy and the queue in front of them is full."""
 
@@ -116,8 +155,8 @@ class OverloadedError(ServiceError):
     http_status = 503
 
 
-class InferenceFailedError(ServiceError):
-    """An unexpected failure while running the models."""
+class RequestTimeoutError(ServiceError):
+    """The request was received but not answered within ``settings.request_timeout_s``."""
 
-    code = "inference_failed"
+    code = "timeout"
     http_status = 503

@@ -27,6 +27,13 @@ class Box:
     def area(self) -> int:
         return self.width * self.height
 
+    @classmethod
+    def clipped(cls, bounds: tuple[float, float, float, float], width: int, height: int) -> Box:
+        """The part of ``bounds`` (left, top, right, bottom) inside a ``width`` x ``height`` image, rounded."""
+        left, top = max(0.0, bounds[0]), max(0.0, bounds[1])
+        right, bottom = min(float(width), bounds[2]), min(float(height), bounds[3])
+        return cls(round(left), round(top), max(1, round(right - left)), max(1, round(bottom - top)))
+
 
 @dataclass(frozen=True, slots=True)
 class Detection:
@@ -41,6 +48,17 @@ class Detection:
     score: float
     bounds: tuple[float, float, float, float]
     keypoints: tuple[Point, ...] = field(default=())
+
+    def rescaled(self, *, factor_x: float, factor_y: float, width: int, height: int) -> Detection:
+        """The same face in the image scaled by ``factor_x`` and ``factor_y``, ``width`` x ``height`` pixels."""
+        left, top, right, bottom = self.bounds
+        bounds = (left * factor_x, top * factor_y, right * factor_x, bottom * factor_y)
+        return Detection(
+            box=Box.clipped(bounds, width, height),
+            score=self.score,
+            bounds=bounds,
+            keypoints=tuple((x * factor_x, y * factor_y) for x, y in self.keypoints),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,17 +26,28 @@ class Settings(BaseSettings):
     max_pixels: int = Field(
         default=DEFAULT_MAX_PIXELS, ge=64, le=89_000_000, description="Refuse images with more pixels than this."
     )
-    threads: int = Field(default=0, ge=0, le=256, description="onnxruntime threads per model; 0 lets it choose.")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="onnxruntime threads per model; 0: one for the detector, its choice for the rest.",
+    )
     min_face_size: int | None = Field(
         default=None,
         ge=8,
-        description="Also search finer tiles for faces down to this many pixels (slower; default: 1/8 of short side).",
+        description="Also search finer scales for faces down to this many pixels (slower; default: 1/8 of short side).",
     )
     host: str = Field(default="127.0.0.1", description="Address the service listens on.")
     port: int = Field(default=3001, ge=1, le=65535, description="Port the service listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload, in bytes.")
     max_batch_files: int = Field(default=16, ge=1, le=1000, description="Most files in one batch request.")
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Answer every request within this many seconds: 408 while the upload is arriving, else 503.",
+    )
     cors_origins: list[str] = Field(default=["*"], description="Origins allowed to call the API from a browser.")
     api_keys: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
         default=[],

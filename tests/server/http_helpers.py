@@ -65,10 +65,10 @@ def post(
     return client.post(path, files=files, params=params, headers=headers)
 
 
-def grey_png() -> bytes:
-    """A readable PNG without a face."""
+def grey_png(size: tuple[int, int] = (300, 300)) -> bytes:
+    """A readable PNG without a face, ``size`` as (width, height)."""
     buffer = io.BytesIO()
-    Image.new("RGB", (300, 300), (128, 128, 128)).save(buffer, format="PNG")
+    Image.new("RGB", size, (128, 128, 128)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
-from http_helpers import assert_error, assert_gender_result, grey_png, post
+from http_helpers import assert_error, assert_gender_result, grey_png, in_process, post
+
+from facegender.server.app import create_app
+from facegender.settings import Settings
 
 BATCH = "/api/gender/batch"
 DEFAULT_MAX_BATCH_FILES = 16
@@ -54,10 +59,10 @@ def test_each_file_gets_its_own_entry_in_order(client: httpx.Client, portrait_pa
 
 
 @pytest.mark.slow
-def test_an_oversize_file_fails_alone(small_upload_server: tuple[str, int], portrait_path: Path) -> None:
+def test_an_oversize_file_fails_alone(small_upload_server: tuple[str, int], utkface_chip: Path) -> None:
     url, limit = small_upload_server
-    photo = portrait_path.read_bytes()
-    assert len(photo) > limit
+    photo = utkface_chip.read_bytes()
+    assert limit < len(photo) < limit * 16  # over the file cap, well within the batch body cap
     with httpx.Client(base_url=url, timeout=60.0) as client:
         response = _post_batch(client, grey_png(), photo)
     assert response.status_code == 200, response.text
@@ -80,3 +85,36 @@ def test_no_files_is_400(client: httpx.Client) -> None:
     assert_error(client.post(BATCH), 400, "missing_image")
     assert_error(post(client, grey_png(), path=BATCH, field="image"), 400, "missing_image")
     assert_error(client.post(BATCH, data={"images": "not a file"}), 400, "missing_image")
+
+
+def test_an_unexpected_failure_fails_only_its_photo(monkeypatch: pytest.MonkeyPatch, utkface_chip: Path) -> None:
+    app = create_app(Settings(threads=1))
+    chip = utkface_chip.read_bytes()
+    cursed = grey_png(size=(29, 31))
+
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            detector = app.state.facegender.detector
+            detect = detector.detect
+
+            def fragile(pixels: np.ndarray) -> Any:
+                if pixels.shape[:2] == (31, 29):
+                    raise RuntimeError("secret internals")
+                return detect(pixels)
+
+            monkeypatch.setattr(detector, "detect", fragile)
+            files = [
+                ("images", (f"file{i}", data, "application/octet-stream")) for i, data in enumerate([chip, cursed])
+            ]
+            response = await client.post(BATCH, files=files)
+            assert (await client.get("/ready")).status_code == 200
+            after = await client.post("/api/gender", files={"image": ("chip.jpg", chip, "image/jpeg")})
+            assert after.status_code == 200
+            return response
+
+    response = in_process(app, call)
+    assert response.status_code == 200, response.text
+    first, second = response.json()["results"]
+    assert_gender_result(first)
+    assert second == _error_entry(1, 503, "inference_failed", second)
+    assert "secret" not in response.text

@@ -9,13 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from http_helpers import Server, StartServer, assert_error, grey_png, post
-
-from facegender.errors import OverloadedError
-from facegender.server.limits import InferenceLimiter
 
 KEYS = ["first-key-0123456789abcdef", "second-key-fedcba9876543210"]
 SECRET_FILENAME = "secret-name-123.jpg"
@@ -208,32 +204,3 @@ def test_a_full_queue_is_503_overloaded_and_the_server_recovers(
         after = post(session, large_portrait)
         assert after.status_code == 200, after.text
         assert session.get("/ready").status_code == 200
-
-
-def test_limiter_refuses_at_once_when_the_queue_is_full() -> None:
-    async def main() -> None:
-        limiter = InferenceLimiter(concurrency=1, queue=1)
-        release = anyio.Event()
-        order: list[str] = []
-
-        async def hold(name: str) -> None:
-            async with limiter.slot():
-                order.append(name)
-                await release.wait()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(hold, "first")
-            await anyio.wait_all_tasks_blocked()
-            group.start_soon(hold, "queued")
-            await anyio.wait_all_tasks_blocked()
-            assert limiter.waiting == 1
-            with pytest.raises(OverloadedError):
-                async with limiter.slot():
-                    pass
-            release.set()
-        assert order == ["first", "queued"]
-        assert limiter.waiting == 0
-        async with limiter.slot():  # free again
-            pass
-
-    anyio.run(main)

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from facegender import __version__
-from facegender.decode import RGBImage
+from facegender.decode import DecodedImage
 from facegender.errors import (
     BadRequestError,
     FaceGenderError,
@@ -35,7 +35,8 @@ from facegender.errors import (
 )
 from facegender.pipeline import FaceGender
 from facegender.results import LABELS, Face
-from facegender.server.limits import RETRY_AFTER_S, InferenceLimiter
+from facegender.server.limits import MULTIPART_OVERHEAD_BYTES, RETRY_AFTER_S, InferenceLimiter, RequestLimitsMiddleware
+from facegender.server.memory import return_freed_memory_promptly
 from facegender.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from facegender.server.schemas import (
     BatchFileError,
@@ -54,6 +55,7 @@ from facegender.server.schemas import (
     PixelBox,
     Prediction,
     ReadyResponse,
+    error_response,
 )
 from facegender.server.security import (
     REQUEST_ID_HEADER,
@@ -82,9 +84,13 @@ def _error_doc(description: str, code: str, message: str) -> dict[str, Any]:
 
 
 _UNAVAILABLE_DOC: Final = _error_doc(
-    "The models are not loaded or failed, or the server is busy (`overloaded`, with a `Retry-After` header).",
+    "The models are not loaded or failed, or the server is busy (`overloaded`) or did not answer within the request "
+    "timeout (`timeout`), both with a `Retry-After` header.",
     "inference_failed",
     "the image could not be processed",
+)
+_UPLOAD_TIMEOUT_DOC: Final = _error_doc(
+    "The body was still arriving when the request timeout ran out.", "upload_timeout", "the body did not arrive"
 )
 _PREDICT_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: _error_doc(
@@ -93,6 +99,7 @@ _PREDICT_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
         "bad_image",
         "not an image",
     ),
+    408: _UPLOAD_TIMEOUT_DOC,
     413: _error_doc("The upload has too many bytes or pixels.", "image_too_large", "the upload is too large"),
     415: _error_doc("An image format that is not decoded (HEIC, SVG, PDF…).", "unsupported_format", "HEIC"),
     422: _error_doc("The image was read but has no face.", "no_face", "no face was found in the image"),
@@ -100,6 +107,7 @@ _PREDICT_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 }
 _BATCH_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: _error_doc("No file field named `images`.", "missing_image", "send the photos as multipart file fields"),
+    408: _UPLOAD_TIMEOUT_DOC,
     413: _error_doc("More files than the batch limit.", "too_many_files", "send at most 16 files in one batch"),
     503: _UNAVAILABLE_DOC,
 }
@@ -118,17 +126,20 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-def _limiter(request: Request) -> InferenceLimiter:
-    limiter: InferenceLimiter = request.app.state.limiter
+def _limiter_of(app: FastAPI) -> InferenceLimiter:
+    limiter: InferenceLimiter = app.state.limiter
     return limiter
+
+
+def _limiter(request: Request) -> InferenceLimiter:
+    return _limiter_of(request.app)
 
 
 def _error_response(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     _metrics(request).count_error(code)
-    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+    return error_response(status, code, message, headers=headers)
 
 
 async def _facegender_error(request: Request, exc: FaceGenderError) -> JSONResponse:
@@ -174,8 +185,12 @@ Detect = Annotated[bool, Query(description="False classifies each whole image as
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    return_freed_memory_promptly()
     app.state.facegender = await run_in_threadpool(lambda: FaceGender(settings=app.state.settings))
-    yield
+    try:
+        yield
+    finally:
+        _limiter_of(app).close()
 
 
 async def _read_upload(upload: UploadFile, limit: int) -> _Upload:
@@ -190,11 +205,11 @@ async def _read_upload(upload: UploadFile, limit: int) -> _Upload:
     return b"".join(chunks)
 
 
-def _decode(engine: FaceGender, upload: _Upload) -> RGBImage | FaceGenderError:
+def _decode(engine: FaceGender, upload: _Upload, detect: bool) -> DecodedImage | FaceGenderError:
     if isinstance(upload, FaceGenderError):
         return upload
     try:
-        return engine.load(upload)
+        return engine.decode(upload, detect=detect)
     except FaceGenderError as error:
         return error
 
@@ -202,7 +217,7 @@ def _decode(engine: FaceGender, upload: _Upload) -> RGBImage | FaceGenderError:
 def _infer(engine: FaceGender, uploads: Sequence[_Upload], detect: bool) -> tuple[list[_Outcome], float]:
     """Each upload's outcome, with every face of every photo classified in one model call; and the time taken."""
     start = time.perf_counter()
-    decoded = [_decode(engine, upload) for upload in uploads]
+    decoded = [_decode(engine, upload, detect) for upload in uploads]
     images = [image for image in decoded if not isinstance(image, FaceGenderError)]
     predicted = iter(engine.predict_batch(images, detect=detect, return_exceptions=True))
     outcomes: list[_Outcome] = []
@@ -216,7 +231,7 @@ def _infer(engine: FaceGender, uploads: Sequence[_Upload], detect: bool) -> tupl
         elif not faces:
             outcomes.append(NoFaceError("no face was found in the image"))
         else:
-            outcomes.append((ImageSize(width=image.shape[1], height=image.shape[0]), faces))
+            outcomes.append((ImageSize(width=image.width, height=image.height), faces))
     return outcomes, (time.perf_counter() - start) * 1000.0
 
 
@@ -229,8 +244,7 @@ async def _predict(
     """
     data = [await _read_upload(upload, engine.settings.max_upload_bytes) for upload in uploads]
     try:
-        async with _limiter(request).slot():
-            outcomes, elapsed_ms = await run_in_threadpool(_infer, engine, data, detect)
+        outcomes, elapsed_ms = await _limiter(request).run(_infer, engine, data, detect)
     except FaceGenderError:
         raise
     except Exception as exc:
@@ -355,8 +369,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.limiter = InferenceLimiter(settings.max_concurrent_inferences, settings.max_queue)
-    # Innermost first: the key check runs inside CORS (preflights pass, 401s get CORS headers) and metrics;
-    # the request id, security headers and access log wrap everything.
+    # Innermost first: body caps and the deadline apply to authorised requests only; the key check runs inside
+    # CORS (preflights pass, 401s get CORS headers) and metrics; the request id, security headers and access log
+    # wrap everything.
+    photo_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        body_limits={
+            "/api/gender": photo_limit,
+            "/predict": photo_limit,
+            "/api/gender/batch": settings.max_upload_bytes * settings.max_batch_files + MULTIPART_OVERHEAD_BYTES,
+        },
+        default_limit=MULTIPART_OVERHEAD_BYTES,
+        timeout_s=settings.request_timeout_s,
+        metrics=app.state.metrics,
+    )
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, metrics=app.state.metrics)
     app.add_middleware(
         CORSMiddleware,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
 
 from facegender import __version__
 from facegender.results import GenderLabel
@@ -26,6 +28,7 @@ __all__ = [
     "PixelBox",
     "Prediction",
     "ReadyResponse",
+    "error_response",
 ]
 
 
@@ -119,6 +122,12 @@ class ErrorResponse(BaseModel):
     success: Literal[False] = False
     error: ErrorDetail
     faces: list[FaceResult] = Field(default_factory=list, description="Always empty.")
+
+
+def error_response(status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON answer of a failed request: an :class:`ErrorResponse` body."""
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 class BatchFileResult(GenderResult):

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facegender.server.metrics import Metrics
-from facegender.server.schemas import ErrorDetail, ErrorResponse
+from facegender.server.schemas import error_response
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -152,8 +151,7 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         self.metrics.count_error("unauthorized")
-        body = ErrorResponse(error=ErrorDetail(code="unauthorized", message="send a valid API key"))
-        response = JSONResponse(body.model_dump(mode="json"), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        response = error_response(401, "unauthorized", "send a valid API key", headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 
 

@@ -1,0 +1,181 @@
+"""The HTTP services side by side: ours (``facegender serve``) and a minimal one around the peer (uvicorn).
+
+For each worker count, both servers run at once; for each number of concurrent clients, the same portraits
+are sent to one and then the other (``POST /api/gender``, multipart ``image``), so that whatever else the
+machine does weighs on both alike. Resident memory is summed over each server's process tree: idle after a
+warm-up, and the highest seen while 16 clients are sending.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from .common import ROOT, Row, free_port, percentile, wait_until_ready
+from .load import resident_bytes
+
+__all__ = ["CLIENTS", "WORKERS", "Load", "Server", "payloads", "run", "send", "serving"]
+
+WORKERS = (1, 2)
+CLIENTS = (1, 4, 16)
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 120.0
+MIB = 1024 * 1024
+# Resident memory is read from /proc every this many requests while the clients send.
+MEMORY_EVERY = 8
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@dataclass(frozen=True)
+class Load:
+    """One burst of requests from ``clients`` concurrent clients."""
+
+    clients: int
+    seconds: float
+    latencies_ms: list[float]
+    failures: int
+    peak_rss: int
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+
+@contextmanager
+def serving(*commands: tuple[Sequence[str], dict[str, str]]) -> Iterator[list[Server]]:
+    """Run each (command, environment), a server taking ``--host`` and ``--port``, on a free port until the
+    block ends; they start side by side, and the block begins once every one answers ``/ready``."""
+    with ExitStack() as stack:
+        started = []
+        for command, env in commands:
+            port = free_port()
+            log = stack.enter_context(tempfile.TemporaryFile())
+            process = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", str(port)],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            stack.callback(_stop, process)
+            started.append((Server(url=f"http://127.0.0.1:{port}", process=process), log))
+        for server, log in started:
+            wait_until_ready(server.url, server.process, timeout_s=START_TIMEOUT_S, output=partial(_read, log))
+        yield [server for server, _ in started]
+
+
+def _read(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def send(server: Server, photos: Sequence[tuple[str, bytes]], *, clients: int, requests: int) -> Load:
+    """``requests`` requests over ``photos`` in turn from ``clients`` threads.
+
+    An answer is 200 (faces) or 422 (no face found: the peer misses some faces); anything else is a failure.
+    """
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+
+        def one(index: int) -> tuple[float, bool, int]:
+            name, data = photos[index % len(photos)]
+            started = time.perf_counter()
+            try:
+                status = client.post("/api/gender", files={"image": (name, data, "image/jpeg")}).status_code
+                ok = status in (200, 422)
+            except httpx.HTTPError:
+                ok = False
+            latency = (time.perf_counter() - started) * 1000
+            rss = (resident_bytes(server.process.pid) or 0) if index % MEMORY_EVERY == 0 else 0
+            return latency, ok, rss
+
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            started = time.perf_counter()
+            outcomes = list(pool.map(one, range(requests)))
+            seconds = time.perf_counter() - started
+    return Load(
+        clients=clients,
+        seconds=seconds,
+        latencies_ms=[latency for latency, _, _ in outcomes],
+        failures=sum(not ok for _, ok, _ in outcomes),
+        peak_rss=max(rss for _, _, rss in outcomes),
+    )
+
+
+def _warm_up(server: Server, photos: Sequence[tuple[str, bytes]], workers: int) -> int:
+    """Bring every worker into use, let it settle, and return the idle resident memory."""
+    send(server, photos, clients=2 * workers, requests=8 * workers)
+    time.sleep(1.0)
+    return resident_bytes(server.process.pid) or 0
+
+
+def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence[int] = CLIENTS) -> list[Row]:
+    """Rows for requests/s and latency at each client count and worker count, then memory."""
+    load_rows: list[Row] = []
+    memory_rows: list[Row] = []
+    for workers in WORKERS:
+        ours_command = [sys.executable, "-m", "facegender", "serve", "--workers", str(workers)]
+        # Room for every client to wait: a 503 from our queue limit would be the benchmark's own doing.
+        ours_env = {"FACEGENDER_MAX_QUEUE": str(max(32, max(clients)))}
+        peer_command = [sys.executable, "-m", "uvicorn", "benchmarks.peer_server:app", "--workers", str(workers)]
+        peer_command += ["--log-level", "warning"]
+        with serving((ours_command, ours_env), (peer_command, {})) as (ours, peer):
+            idle = (_warm_up(ours, photos, workers), _warm_up(peer, photos, workers))
+            peaks = [idle[0], idle[1]]
+            for count in clients:
+                our_load = send(ours, photos, clients=count, requests=max(requests, count))
+                peer_load = send(peer, photos, clients=count, requests=max(requests, count))
+                for load in (our_load, peer_load):
+                    if load.failures:
+                        raise RuntimeError(f"{load.failures} requests failed at {count} clients, {workers} workers")
+                peaks = [max(peaks[0], our_load.peak_rss), max(peaks[1], peer_load.peak_rss)]
+                prefix = f"HTTP, {workers} worker{'s' if workers > 1 else ''}, {count} client{'s' if count > 1 else ''}"
+                load_rows.append(Row(f"{prefix}: requests/s", our_load.rate, peer_load.rate, True))
+                for q in (50, 95, 99):
+                    load_rows.append(
+                        Row(
+                            f"{prefix}: p{q} latency, ms",
+                            percentile(our_load.latencies_ms, q),
+                            percentile(peer_load.latencies_ms, q),
+                            False,
+                        )
+                    )
+        label = f"{workers} worker{'s' if workers > 1 else ''}"
+        memory_rows.append(Row(f"server resident memory, {label}, idle, MiB", idle[0] / MIB, idle[1] / MIB, False))
+        memory_rows.append(
+            Row(f"server resident memory, {label}, under load (highest), MiB", peaks[0] / MIB, peaks[1] / MIB, False)
+        )
+    return load_rows + memory_rows
+
+
+def payloads(paths: Sequence[Path]) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each photo, as the clients send them."""
+    return [(path.name, path.read_bytes()) for path in paths]

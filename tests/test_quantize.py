@@ -1,0 +1,85 @@
+"""The shipped int8 gender model, its float refinement, and the command that makes it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegender.chips import make_chips
+from facegender.classify import DEFAULT_CLASSIFIER_PATH, FLOAT_CLASSIFIER_PATH, GenderClassifier
+from facegender.data import load_dataset
+from facegender.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def val_chips(shared_data: Path) -> np.ndarray:
+    items = [item for item in load_dataset(shared_data / "utkface") if item.split == "val"][::20]
+    size = GenderClassifier(model_path=FLOAT_CLASSIFIER_PATH).input_size
+    return make_chips([item.path for item in items], size=size, workers=1).chips
+
+
+def test_the_shipped_model_is_int8_refined_by_the_float_model() -> None:
+    shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)
+    assert shipped.version.endswith("+int8") and shipped.refiner is not None
+    assert shipped.refiner.version + "+int8" == shipped.version and 0 < shipped.refine_margin < 0.5
+    assert GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH, refine=False).refiner is None
+
+
+def test_an_int8_model_beside_another_float_model_is_refused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    shutil.copy(DEFAULT_CLASSIFIER_PATH, tmp_path / DEFAULT_CLASSIFIER_PATH.name)
+    other = onnx.load(str(FLOAT_CLASSIFIER_PATH))
+    other.doc_string = "retrained"
+    onnx.save(other, str(tmp_path / FLOAT_CLASSIFIER_PATH.name))
+    with pytest.raises(ModelError, match="quantize again"):
+        GenderClassifier(model_path=tmp_path / DEFAULT_CLASSIFIER_PATH.name)
+
+
+def test_unsure_chips_get_the_float_answer_and_the_rest_stay_close(val_chips: np.ndarray) -> None:
+    shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)
+    alone = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH, refine=False).predict(val_chips)
+    exact = GenderClassifier(model_path=FLOAT_CLASSIFIER_PATH).predict(val_chips)
+    answers = shipped.predict(val_chips)
+    unsure = alone.max(axis=1) < 0.5 + shipped.refine_margin
+    np.testing.assert_allclose(answers[unsure], exact[unsure], atol=1e-6)
+    np.testing.assert_array_equal(answers[~unsure], alone[~unsure])
+    assert np.abs(answers - exact).mean() < 0.03
+    np.testing.assert_allclose(answers.sum(axis=1), 1.0, atol=1e-5)  # the softmax stays float
+    assert len(np.unique(answers[:, 0])) > len(answers) // 2  # not in steps of 1/255
+    assert (answers.argmax(axis=1) == exact.argmax(axis=1)).mean() >= 0.98
+
+
+def test_the_rewritten_float_graph_gives_the_same_probabilities(val_chips: np.ndarray, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from facegender.quantize import prepare_float_graph
+
+    path = tmp_path / "prepared.onnx"
+    prepared = prepare_float_graph(onnx.load(str(FLOAT_CLASSIFIER_PATH)))
+    onnx.save(prepared, str(path))
+    assert sum(node.op_type == "Conv" for node in prepared.graph.node) == 53  # one backbone (52) and the normalisation
+    expected = GenderClassifier(model_path=FLOAT_CLASSIFIER_PATH).predict(val_chips[:16])
+    np.testing.assert_allclose(GenderClassifier(model_path=path).predict(val_chips[:16]), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_quantize_writes_a_refined_int8_model_and_its_validation_report(
+    utkface_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnx")
+    from facegender.quantize import quantize_classifier
+
+    subset = utkface_subset(150)
+    out = tmp_path / "models" / "gender-int8.onnx"
+    result = quantize_classifier(model=FLOAT_CLASSIFIER_PATH, data=subset, out=out, calibration_images=32)
+    report = json.loads(result.report_path.read_text())
+    assert result.report_path == out.with_name("gender-int8.onnx.json")
+    assert report["calibration_images"] == 32 and report["validation_images"] == result.float_scores.count > 0
+    assert report["fit_to_ship"] == result.fit_to_ship and 0 <= result.refined_share <= 1
+    quantized = GenderClassifier(model_path=out)  # finds the float model through a relative path
+    assert quantized.refiner is not None and quantized.version == quantized.refiner.version + "+int8"
+    assert out.stat().st_size < 0.7 * FLOAT_CLASSIFIER_PATH.stat().st_size
