@@ -13,7 +13,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -207,11 +208,18 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _train(args: argparse.Namespace) -> int:
+@contextmanager
+def _extra(name: str, *, purpose: str) -> Iterator[None]:
+    """Turn a failed import inside the block into :class:`MissingExtraError` naming the extra to install."""
     try:
-        from facegender.training.train import TrainConfig, train
+        yield
     except ImportError as exc:
-        raise MissingExtraError(f"training needs the [train] extra ({exc.name} is missing)") from None
+        raise MissingExtraError(f"{purpose} needs the [{name}] extra ({exc.name} is missing)") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    with _extra("train", purpose="training"):
+        from facegender.training.train import TrainConfig, train
     config = TrainConfig(
         data=args.data,
         out=args.out,
@@ -251,10 +259,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    try:
+    with _extra("train", purpose="quantizing"):
         from facegender.quantize import quantize_classifier
-    except ImportError as exc:
-        raise MissingExtraError(f"quantizing needs the [train] extra ({exc.name} is missing)") from None
     result = quantize_classifier(
         model=args.model,
         data=args.data,
