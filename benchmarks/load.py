@@ -1,6 +1,7 @@
 """Load check of the HTTP service: concurrent requests over distinct photos, every answer checked.
 
     python -m benchmarks.load                                  # 1000 requests from 16 clients, 1 worker
+    python -m benchmarks.load --requests 5000 --clients 16     # the run the README shows
     python -m benchmarks.load --requests 300 --clients 8 --workers 2 --warmup 50
 
 Starts ``facegender serve`` on a free port, asks for each photo's answer alone first (one request at a time:
