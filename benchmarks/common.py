@@ -1,10 +1,11 @@
 """What the benchmarks (and the tests that start servers) share: the test photos, percentiles, server start-up,
-and the rows of the side-by-side table."""
+resident memory and the rows of the side-by-side table."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-__all__ = ["ROOT", "SHARED", "Row", "free_port", "markdown_table", "percentile", "wait_until_ready"]
+__all__ = [
+    "ROOT",
+    "SHARED",
+    "PeakSampler",
+    "Row",
+    "free_port",
+    "markdown_table",
+    "percentile",
+    "resident_bytes",
+    "wait_until_ready",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root."""
@@ -76,3 +87,76 @@ def wait_until_ready(
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s:\n{output()}")
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid``, from ``/proc``."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident memory of ``pid`` and all its descendants: psutil if installed, else ``/proc``; None if neither."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        root = psutil.Process(pid)
+        total = 0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+    if not Path("/proc/self/status").is_file():
+        return None
+    total = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class PeakSampler:
+    """The highest resident memory of a process tree, sampled in a background thread while in a ``with`` block."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            current = resident_bytes(self.pid)
+            if current is not None:
+                self.peak = max(self.peak or 0, current)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from .common import SHARED, free_port, percentile, wait_until_ready
+from .common import SHARED, PeakSampler, free_port, percentile, resident_bytes, wait_until_ready
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -90,54 +89,6 @@ def answer_of(response: httpx.Response) -> Answer:
     )
     top = body["predictions"]
     return (200, top["class"], top["probability"], faces)
-
-
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid``, from ``/proc``."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        kids = [child for child, parent in parents.items() if parent == current]
-        found += kids
-        frontier += kids
-    return found
-
-
-def resident_bytes(pid: int) -> int | None:
-    """The resident memory of ``pid`` and all its descendants: psutil if installed, else ``/proc``; None if neither."""
-    try:
-        import psutil  # type: ignore[import-untyped]
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        root = psutil.Process(pid)
-        total = 0
-        for process in [root, *root.children(recursive=True)]:
-            try:
-                total += process.memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
-        return total
-    if not Path("/proc/self/status").is_file():
-        return None
-    total = 0
-    for member in [pid, *_children(pid)]:
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
 
 
 class ServerProcess:
@@ -248,31 +199,6 @@ class Report:
         return "\n".join(lines)
 
 
-class _PeakSampler:
-    """The highest resident memory of a process tree, sampled in a background thread while in a ``with`` block."""
-
-    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
-        self.pid = pid
-        self.interval_s = interval_s
-        self.peak: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            current = resident_bytes(self.pid)
-            if current is not None:
-                self.peak = max(self.peak or 0, current)
-
-    def __enter__(self) -> _PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int) -> Report:
     """Start a server, take the solo answers, warm it up, run the load, stop the server; the measurements."""
     photos = choose_photos(min(distinct, requests))
@@ -290,7 +216,7 @@ def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int
                 list(pool.map(lambda index: _request(client, photos, index), warm_up))
                 rss_warm = resident_bytes(server.process.pid)
                 order = [index % len(photos) for index in range(requests)]
-                with _PeakSampler(server.process.pid) as sampler:
+                with PeakSampler(server.process.pid) as sampler:
                     started = time.perf_counter()
                     outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
                     seconds = time.perf_counter() - started

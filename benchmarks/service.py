@@ -24,8 +24,7 @@ from typing import IO
 
 import httpx
 
-from .common import ROOT, Row, free_port, percentile, wait_until_ready
-from .load import resident_bytes
+from .common import ROOT, Row, free_port, percentile, resident_bytes, wait_until_ready
 
 __all__ = ["CLIENTS", "WORKERS", "Load", "Server", "payloads", "run", "send", "serving"]
 

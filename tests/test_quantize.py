@@ -45,7 +45,7 @@ def test_unsure_chips_get_the_float_answer_and_the_rest_stay_close(val_chips: np
     alone = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH, refine=False).predict(val_chips)
     exact = GenderClassifier(model_path=FLOAT_CLASSIFIER_PATH).predict(val_chips)
     answers = shipped.predict(val_chips)
-    unsure = alone.max(axis=1) < 0.5 + shipped.refine_margin
+    unsure = shipped.unsure(alone)
     np.testing.assert_allclose(answers[unsure], exact[unsure], atol=1e-6)
     np.testing.assert_array_equal(answers[~unsure], alone[~unsure])
     assert np.abs(answers - exact).mean() < 0.03

@@ -587,7 +587,7 @@ def _ray_chunks(
         actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         # Rows name the files and the actors read them, so an unreadable file gets its error record
         # instead of failing the read stage, and no read task waits for a CPU that the actors hold.
-        rows = [{"file": json.dumps([item.path, item.size, item.mtime])} for item in files]
+        rows = [{"file": json.dumps(item.key)} for item in files]
         dataset = ray.data.from_items(rows).map_batches(
             _RayPredictor,
             fn_constructor_kwargs={"overrides": _worker_overrides(settings, actors)},
@@ -736,25 +736,11 @@ class _ParquetWriter(_Closing):
         for part in sorted(folder.glob("part-*.parquet")):
             table = self.pq.read_table(part, columns=["file", "size", "mtime"]).to_pydict()
             self.done.update(map(_key, table["file"], table["size"], table["mtime"]))
-        self.schema = self.pa.schema(
-            [
-                ("file", self.pa.string()),
-                ("size", self.pa.int64()),
-                ("mtime", self.pa.float64()),
-                ("faces", self.pa.int32()),
-                ("class", self.pa.string()),
-                ("label", self.pa.int8()),
-                ("probability", self.pa.float64()),
-                ("detection_score", self.pa.float64()),
-                ("box_left", self.pa.int32()),
-                ("box_top", self.pa.int32()),
-                ("box_width", self.pa.int32()),
-                ("box_height", self.pa.int32()),
-                ("error_code", self.pa.string()),
-                ("error_message", self.pa.string()),
-                ("model", self.pa.string()),
-            ]
-        )
+        pa = self.pa
+        types = {"size": pa.int64(), "mtime": pa.float64(), "faces": pa.int32(), "label": pa.int8()}
+        types |= dict.fromkeys(("probability", "detection_score"), pa.float64())
+        types |= dict.fromkeys(("box_left", "box_top", "box_width", "box_height"), pa.int32())
+        self.schema = pa.schema([(name, types.get(name, pa.string())) for name in FLAT_COLUMNS])
         self._rows: list[dict[str, Any]] = []
 
     def write(self, records: list[dict[str, Any]]) -> None:

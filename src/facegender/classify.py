@@ -91,10 +91,14 @@ class GenderClassifier:
             raise ValueError(f"chips must be (N, {self.input_size}, {self.input_size}, 3), not {chips.shape}")
         probabilities = self._run(chips)
         if self.refiner is not None and len(chips):
-            unsure = np.flatnonzero(probabilities.max(axis=1) < 0.5 + self.refine_margin)
+            unsure = np.flatnonzero(self.unsure(probabilities))
             if len(unsure):
                 probabilities[unsure] = self.refiner.predict(chips[unsure])
         return probabilities
+
+    def unsure(self, probabilities: NDArray[np.float32]) -> NDArray[np.bool_]:
+        """Which rows of this model's own probabilities the refining model classifies again."""
+        return np.asarray(probabilities.max(axis=1) < 0.5 + self.refine_margin)
 
     def _run(self, chips: NDArray[np.uint8]) -> NDArray[np.float32]:
         outputs = [

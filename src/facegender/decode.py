@@ -113,15 +113,13 @@ def decode_image(
         return _full_size(_from_array(source, max_pixels=max_pixels))
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, max_pixels)
-        try:
-            source.load()  # a lazily opened image may still be truncated or corrupt
-        except Exception as exc:
-            raise InvalidImageError(f"the image data is truncated or corrupt ({type(exc).__name__})") from None
+        _load(source)  # a lazily opened image may still be truncated or corrupt
         return _full_size(_flatten_modes(_upright(source, owned=False)[0]))
     image = _open(_read_bytes(source), max_pixels=max_pixels)
     width, height = image.size
     if min_scale is not None and image.format in _DRAFT_FORMATS:
-        reduction = next((r for r in (8, 4, 2) if r * min_scale(width, height) <= 1), 1)
+        scale = min_scale(width, height)
+        reduction = next((r for r in (8, 4, 2) if r * scale <= 1), 1)
         if reduction > 1:
             image.draft(None, (width // reduction, height // reduction))
     _load(image)

@@ -10,7 +10,7 @@ import numpy as np
 
 from facegender.align import CHIP_MARGIN, face_chip, whole_image_chip
 from facegender.classify import GenderClassifier
-from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image, load_image
+from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image
 from facegender.detect import BlazeFaceDetector
 from facegender.errors import FaceGenderError, InferenceFailedError
 from facegender.results import LABELS, Box, Detection, Face
@@ -35,9 +35,7 @@ class FaceGender:
         self.detector = BlazeFaceDetector(
             model_path=self.settings.detector_path,
             score_threshold=self.settings.detection_threshold,
-            # Its inputs are at most a few hundred pixels a side: too small to share among threads (one
-            # thread measured 8% faster per photo than two). "Let onnxruntime choose" means one here.
-            threads=self.settings.threads or 1,
+            threads=self.settings.threads,
             min_face_size=self.settings.min_face_size,
         )
         self.classifier = GenderClassifier(model_path=self.settings.classifier_path, threads=self.settings.threads)
@@ -49,10 +47,6 @@ class FaceGender:
     @property
     def model_version(self) -> str:
         return self.classifier.version
-
-    def load(self, image: ImageSource) -> RGBImage:
-        """Decode ``image`` at full size with this instance's pixel limit."""
-        return load_image(image, max_pixels=self.settings.max_pixels)
 
     def decode(self, image: ImageSource, *, detect: bool = True) -> DecodedImage:
         """Decode ``image`` with this instance's pixel limit, at the smallest scale that loses nothing.

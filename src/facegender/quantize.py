@@ -176,7 +176,8 @@ def quantize_classifier(
     targets = np.array([item.target for item in val], dtype=np.int64)
     float_probabilities = source.predict(validation.chips)
     int8_probabilities = GenderClassifier(model_path=out, refine=False).predict(validation.chips)
-    shipped_probabilities = GenderClassifier(model_path=out).predict(validation.chips)
+    shipped = GenderClassifier(model_path=out)
+    shipped_probabilities = shipped.predict(validation.chips)
     float_classes = float_probabilities.argmax(axis=1)
     result = QuantizationResult(
         model_path=out,
@@ -186,7 +187,7 @@ def quantize_classifier(
         shipped_scores=_scores(shipped_probabilities, targets, validation.found),
         int8_agreement=float((int8_probabilities.argmax(axis=1) == float_classes).mean()),
         shipped_agreement=float((shipped_probabilities.argmax(axis=1) == float_classes).mean()),
-        refined_share=float((int8_probabilities.max(axis=1) < 0.5 + refine_margin).mean()) if refine_margin else 0.0,
+        refined_share=float(shipped.unsure(int8_probabilities).mean()) if shipped.refiner else 0.0,
     )
     summary = {
         "float_model": str(model),

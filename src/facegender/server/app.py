@@ -30,12 +30,11 @@ from facegender.errors import (
     InferenceFailedError,
     ModelError,
     NoFaceError,
-    OverloadedError,
     TooManyFilesError,
 )
 from facegender.pipeline import FaceGender
 from facegender.results import LABELS, Face
-from facegender.server.limits import MULTIPART_OVERHEAD_BYTES, RETRY_AFTER_S, InferenceLimiter, RequestLimitsMiddleware
+from facegender.server.limits import MULTIPART_OVERHEAD_BYTES, InferenceLimiter, RequestLimitsMiddleware, retry_headers
 from facegender.server.memory import return_freed_memory_promptly
 from facegender.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from facegender.server.schemas import (
@@ -70,7 +69,6 @@ __all__ = ["app_from_env", "create_app", "serve"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_BYTES: Final = 64 * 1024
 _DECIMALS: Final = 4
 _Result = TypeVar("_Result", bound=GenderResult)
 _Upload = bytes | FaceGenderError
@@ -131,10 +129,6 @@ def _limiter_of(app: FastAPI) -> InferenceLimiter:
     return limiter
 
 
-def _limiter(request: Request) -> InferenceLimiter:
-    return _limiter_of(request.app)
-
-
 def _error_response(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -143,11 +137,7 @@ def _error_response(
 
 
 async def _facegender_error(request: Request, exc: FaceGenderError) -> JSONResponse:
-    return _error_response(request, exc.http_status, exc.code, exc.message)
-
-
-async def _overloaded_error(request: Request, exc: OverloadedError) -> JSONResponse:
-    return _error_response(request, exc.http_status, exc.code, exc.message, headers={"Retry-After": str(RETRY_AFTER_S)})
+    return _error_response(request, exc.http_status, exc.code, exc.message, headers=retry_headers(exc) or None)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -194,15 +184,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _read_upload(upload: UploadFile, limit: int) -> _Upload:
-    """The upload's bytes, or an ``ImageTooLargeError`` as soon as it passes ``limit``."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await upload.read(_CHUNK_BYTES):
-        size += len(chunk)
-        if size > limit:
-            return ImageTooLargeError(f"the upload is larger than the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The upload's bytes, or an ``ImageTooLargeError`` if it has more than ``limit``.
+
+    The multipart parser has already spooled the part and knows its size, so an oversize one is never read.
+    """
+    if upload.size is None or upload.size <= limit:
+        data = await upload.read(limit + 1)
+        if len(data) <= limit:
+            return data
+    return ImageTooLargeError(f"the upload is larger than the limit of {limit:,} bytes")
 
 
 def _decode(engine: FaceGender, upload: _Upload, detect: bool) -> DecodedImage | FaceGenderError:
@@ -244,7 +234,7 @@ async def _predict(
     """
     data = [await _read_upload(upload, engine.settings.max_upload_bytes) for upload in uploads]
     try:
-        outcomes, elapsed_ms = await _limiter(request).run(_infer, engine, data, detect)
+        outcomes, elapsed_ms = await _limiter_of(request.app).run(_infer, engine, data, detect)
     except FaceGenderError:
         raise
     except Exception as exc:
@@ -360,7 +350,6 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
         exception_handlers={
             FaceGenderError: _facegender_error,
-            OverloadedError: _overloaded_error,
             RequestValidationError: _validation_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,

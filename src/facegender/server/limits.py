@@ -21,7 +21,7 @@ from facegender.errors import (
 from facegender.server.metrics import Metrics
 from facegender.server.schemas import error_response
 
-__all__ = ["MULTIPART_OVERHEAD_BYTES", "RETRY_AFTER_S", "InferenceLimiter", "RequestLimitsMiddleware"]
+__all__ = ["MULTIPART_OVERHEAD_BYTES", "RETRY_AFTER_S", "InferenceLimiter", "RequestLimitsMiddleware", "retry_headers"]
 
 RETRY_AFTER_S: Final = 1
 """The ``Retry-After`` of an ``overloaded`` or ``timeout`` answer, in seconds."""
@@ -29,6 +29,13 @@ MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
 """Room for multipart boundaries, part headers and small form fields on top of the files themselves."""
 
 _Result = TypeVar("_Result")
+
+
+def retry_headers(error: FaceGenderError) -> dict[str, str]:
+    """``Retry-After`` for the errors that a later try may not meet (busy, or out of time); else none."""
+    if isinstance(error, OverloadedError | RequestTimeoutError):
+        return {"Retry-After": str(RETRY_AFTER_S)}
+    return {}
 
 
 class InferenceLimiter:
@@ -103,9 +110,9 @@ class RequestLimitsMiddleware:
 
     async def _refuse(self, error: FaceGenderError, scope: Scope, receive: Receive, send: Send) -> None:
         self.metrics.count_error(error.code)
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if error.http_status == 503 else None
-        # The rest of the body is not read, so the connection cannot carry another request.
-        headers = {**(headers or {}), "Connection": "close"} if error.http_status in (408, 413) else headers
+        headers = retry_headers(error)
+        if error.http_status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
+            headers["Connection"] = "close"
         await error_response(error.http_status, error.code, error.message, headers=headers)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,10 +120,10 @@ class RequestLimitsMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.body_limits.get(scope["path"], self.default_limit)
-        too_large = ImageTooLargeError(f"the request body is larger than the limit of {limit:,} bytes")
+        too_large = f"the request body is larger than the limit of {limit:,} bytes"
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(too_large, scope, receive, send)
+            await self._refuse(ImageTooLargeError(too_large), scope, receive, send)
             return
 
         received = 0
@@ -155,10 +162,8 @@ class RequestLimitsMiddleware:
             )
             await self._refuse(late, scope, receive, send)
             return
-        except _BodyTooLargeError:
-            pass
-        except Exception:
+        except Exception:  # _BodyTooLargeError, or what the app made of it
             if not over_limit:
                 raise
         if over_limit:
-            await self._refuse(too_large, scope, receive, send)
+            await self._refuse(ImageTooLargeError(too_large), scope, receive, send)

@@ -145,7 +145,7 @@ class ApiKeyMiddleware:
             scope["type"] != "http"
             or not self.keys
             or path in PUBLIC_PATHS
-            or path.startswith(_STATIC_PREFIX)
+            or _is_page(path)
             or self._authorized(Headers(scope=scope))
         ):
             await self.app(scope, receive, send)

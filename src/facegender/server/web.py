@@ -18,11 +18,8 @@ CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-_PAGE_HEADERS: Final = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+# The other security headers are added to every response by RequestContextMiddleware.
+_PAGE_HEADERS: Final = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
 
 async def index() -> FileResponse:
