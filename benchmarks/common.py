@@ -108,8 +108,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def resident_bytes(pid: int) -> int | None:
-    """The resident memory of ``pid`` and all its descendants: psutil if installed, else ``/proc``; None if neither."""
+def resident_bytes(pid: int, *, proportional: bool = False) -> int | None:
+    """The resident memory of ``pid`` and all its descendants: psutil if installed, else ``/proc``; None if neither.
+
+    ``proportional`` counts each page shared by several processes (libraries, the interpreter) once in
+    all, split among them (PSS): what the process tree takes from the machine. Plain resident memory
+    (RSS) counts shared pages again in every process.
+    """
     try:
         import psutil  # type: ignore[import-untyped]
     except ImportError:
@@ -119,20 +124,21 @@ def resident_bytes(pid: int) -> int | None:
         total = 0
         for process in [root, *root.children(recursive=True)]:
             try:
-                total += process.memory_info().rss
-            except psutil.NoSuchProcess:
+                total += process.memory_full_info().pss if proportional else process.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         return total
-    if not Path("/proc/self/status").is_file():
+    if not Path("/proc/self/smaps_rollup").is_file():
         return None
+    field = "Pss:" if proportional else "Rss:"
     total = 0
     for member in [pid, *_children(pid)]:
         try:
-            status = Path(f"/proc/{member}/status").read_text()
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in rollup.splitlines():
+            if line.startswith(field):
                 total += int(line.split()[1]) * 1024
     return total
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import httpx
 
@@ -44,6 +44,24 @@ class Server:
     process: subprocess.Popen[bytes]
 
 
+class Memory(NamedTuple):
+    """Bytes of a server's process tree: resident (RSS) and proportional (PSS, shared pages counted once)."""
+
+    resident: int
+    proportional: int
+
+    @classmethod
+    def of(cls, server: Server) -> Memory:
+        pid = server.process.pid
+        return cls(resident_bytes(pid) or 0, resident_bytes(pid, proportional=True) or 0)
+
+    def peak(self, other: Memory) -> Memory:
+        return Memory(max(self.resident, other.resident), max(self.proportional, other.proportional))
+
+
+NO_MEMORY = Memory(0, 0)
+
+
 @dataclass(frozen=True)
 class Load:
     """One burst of requests from ``clients`` concurrent clients."""
@@ -52,7 +70,7 @@ class Load:
     seconds: float
     latencies_ms: list[float]
     failures: int
-    peak_rss: int
+    peak_memory: Memory
 
     @property
     def rate(self) -> float:
@@ -104,7 +122,7 @@ def send(server: Server, photos: Sequence[tuple[str, bytes]], *, clients: int, r
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
 
-        def one(index: int) -> tuple[float, bool, int]:
+        def one(index: int) -> tuple[float, bool, Memory]:
             name, data = photos[index % len(photos)]
             started = time.perf_counter()
             try:
@@ -113,8 +131,8 @@ def send(server: Server, photos: Sequence[tuple[str, bytes]], *, clients: int, r
             except httpx.HTTPError:
                 ok = False
             latency = (time.perf_counter() - started) * 1000
-            rss = (resident_bytes(server.process.pid) or 0) if index % MEMORY_EVERY == 0 else 0
-            return latency, ok, rss
+            memory = Memory.of(server) if index % MEMORY_EVERY == 0 else NO_MEMORY
+            return latency, ok, memory
 
         with ThreadPoolExecutor(max_workers=clients) as pool:
             started = time.perf_counter()
@@ -125,15 +143,15 @@ def send(server: Server, photos: Sequence[tuple[str, bytes]], *, clients: int, r
         seconds=seconds,
         latencies_ms=[latency for latency, _, _ in outcomes],
         failures=sum(not ok for _, ok, _ in outcomes),
-        peak_rss=max(rss for _, _, rss in outcomes),
+        peak_memory=reduce(Memory.peak, (memory for _, _, memory in outcomes), NO_MEMORY),
     )
 
 
-def _warm_up(server: Server, photos: Sequence[tuple[str, bytes]], workers: int) -> int:
-    """Bring every worker into use, let it settle, and return the idle resident memory."""
+def _warm_up(server: Server, photos: Sequence[tuple[str, bytes]], workers: int) -> Memory:
+    """Bring every worker into use, let it settle, and return the idle memory."""
     send(server, photos, clients=2 * workers, requests=8 * workers)
     time.sleep(1.0)
-    return resident_bytes(server.process.pid) or 0
+    return Memory.of(server)
 
 
 def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence[int] = CLIENTS) -> list[Row]:
@@ -155,7 +173,7 @@ def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence
                 for load in (our_load, peer_load):
                     if load.failures:
                         raise RuntimeError(f"{load.failures} requests failed at {count} clients, {workers} workers")
-                peaks = [max(peaks[0], our_load.peak_rss), max(peaks[1], peer_load.peak_rss)]
+                peaks = [peaks[0].peak(our_load.peak_memory), peaks[1].peak(peer_load.peak_memory)]
                 prefix = f"HTTP, {workers} worker{'s' if workers > 1 else ''}, {count} client{'s' if count > 1 else ''}"
                 load_rows.append(Row(f"{prefix}: requests/s", our_load.rate, peer_load.rate, True))
                 for q in (50, 95, 99):
@@ -168,10 +186,11 @@ def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence
                         )
                     )
         label = f"{workers} worker{'s' if workers > 1 else ''}"
-        memory_rows.append(Row(f"server resident memory, {label}, idle, MiB", idle[0] / MIB, idle[1] / MIB, False))
-        memory_rows.append(
-            Row(f"server resident memory, {label}, under load (highest), MiB", peaks[0] / MIB, peaks[1] / MIB, False)
-        )
+        # Memory fields in order: resident, proportional.
+        for field, kind in enumerate(("resident memory (RSS)", "memory, shared pages counted once (PSS)")):
+            for state, ours_peer in (("idle", idle), ("under load (highest)", peaks)):
+                ours_mib, peer_mib = (memory[field] / MIB for memory in ours_peer)
+                memory_rows.append(Row(f"server {kind}, {label}, {state}, MiB", ours_mib, peer_mib, False))
     return load_rows + memory_rows
 
 

@@ -36,8 +36,9 @@ def _expected_measures() -> list[str]:
             prefix = f"HTTP, {workers} worker{'s' if workers > 1 else ''}, {clients} client{'s' if clients > 1 else ''}"
             http += [f"{prefix}: requests/s", *(f"{prefix}: p{q} latency, ms" for q in (50, 95, 99))]
     memory = [
-        f"server resident memory, {workers} worker{'s' if workers > 1 else ''}, {state}, MiB"
+        f"server {kind}, {workers} worker{'s' if workers > 1 else ''}, {state}, MiB"
         for workers in WORKERS
+        for kind in ("resident memory (RSS)", "memory, shared pages counted once (PSS)")
         for state in ("idle", "under load (highest)")
     ]
     return LIBRARY_MEASURES + http + memory

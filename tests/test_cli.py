@@ -77,14 +77,22 @@ def test_invalid_setting_is_a_usage_error(portrait_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])
-def test_serve_answers_on_the_requested_port(portrait_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("command", "workers"),
+    [(["-m", "facegender", "serve"], 1), (["-m", "facegender", "serve"], 2), ([str(ROOT / "app.py")], 1)],
+    ids=["serve", "serve-2-workers", "python-app.py"],
+)
+def test_serve_answers_on_the_requested_port(portrait_path: Path, command: list[str], workers: int) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "facegender", "serve", "--port", str(port), "--workers", str(workers)],
+        [sys.executable, *command, "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "FACEGENDER_PORT": str(port)},
     )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", server, timeout_s=60)
@@ -92,9 +100,16 @@ def test_serve_answers_on_the_requested_port(portrait_path: Path, workers: int) 
             response = httpx.post(f"http://127.0.0.1:{port}/api/gender", files={"image": photo}, timeout=30)
         assert response.status_code == 200
         assert response.json()["predictions"]["class"] in {"male", "female"}
+        if workers > 1:  # the supervisor only watches the workers: it holds no models or app of its own
+            resident_kib = next(
+                int(line.split()[1])
+                for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:")
+            )
+            assert resident_kib < 64 * 1024
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        assert server.wait(timeout=30) == 0
 
 
 def test_serve_with_a_missing_model_stops_with_one_line(tmp_path: Path) -> None:

@@ -50,10 +50,10 @@ def test_an_unexpected_failure_costs_only_its_image(portrait_path: Path, monkeyp
     fg = FaceGender(settings=Settings(threads=1))
     detect = fg.detector.detect
 
-    def fragile(pixels: np.ndarray) -> list[Detection]:
+    def fragile(pixels: np.ndarray, *, downscale: float = 1.0) -> list[Detection]:
         if pixels.shape[:2] == (31, 29):
             raise RuntimeError("detector crashed")
-        return detect(pixels)
+        return detect(pixels, downscale=downscale)
 
     monkeypatch.setattr(fg.detector, "detect", fragile)
     cursed = np.zeros((31, 29, 3), np.uint8)
@@ -115,3 +115,15 @@ def test_a_big_jpeg_is_decoded_smaller_but_answered_in_full_size_pixels(
         )
     (whole,) = face_gender.predict(buffer.getvalue(), detect=False)
     assert (whole.box.width, whole.box.height) == big.size
+
+
+def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
+    face_gender = FaceGender(settings=Settings(min_face_size=300))
+    buffer = io.BytesIO()
+    Image.new("RGB", (4800, 3600), (120, 110, 100)).save(buffer, "JPEG")
+    decoded = face_gender.decode(buffer.getvalue())
+    assert decoded.factor_x == 2  # big enough for the finest face searched to survive half-scale decoding
+    height, width = decoded.pixels.shape[:2]
+    searched = face_gender.detector.smallest_face(width, height, downscale=decoded.factor_x) * decoded.factor_x
+    assert searched == pytest.approx(face_gender.detector.smallest_face(decoded.width, decoded.height))
+    assert searched <= 300

@@ -66,6 +66,21 @@ def test_the_rewritten_float_graph_gives_the_same_probabilities(val_chips: np.nd
     np.testing.assert_allclose(GenderClassifier(model_path=path).predict(val_chips[:16]), expected, atol=1e-5)
 
 
+def test_without_the_mirror_the_graph_sees_the_chip_alone(val_chips: np.ndarray, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from facegender.quantize import prepare_float_graph
+
+    path = tmp_path / "alone.onnx"
+    prepared = prepare_float_graph(onnx.load(str(FLOAT_CLASSIFIER_PATH)), mirror=False)
+    onnx.save(prepared, str(path))
+    assert not any(node.op_type in ("Slice", "Concat") for node in prepared.graph.node)  # no mirror image made
+    alone, both = GenderClassifier(model_path=path), GenderClassifier(model_path=FLOAT_CLASSIFIER_PATH)
+    # A chip that is its own mirror image gets the mirror-averaged answer; other chips do not.
+    symmetric = np.concatenate([val_chips[:8, :, :64], val_chips[:8, :, :64][:, :, ::-1]], axis=2)
+    np.testing.assert_allclose(alone.predict(symmetric), both.predict(symmetric), atol=1e-5)
+    assert np.abs(alone.predict(val_chips[:16]) - both.predict(val_chips[:16])).max() > 1e-3
+
+
 @pytest.mark.slow
 def test_quantize_writes_a_refined_int8_model_and_its_validation_report(
     utkface_subset: Callable[[int], Path], tmp_path: Path

@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--image-size", type=int, default=128, help="chip side in pixels")
     train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument(
+        "--label-smoothing", type=float, default=0.1, help="share of each target spread to the other class"
+    )
+    train.add_argument("--ema-decay", type=float, default=0.999, help="per step, for the averaged weights that ship")
     train.add_argument("--limit", type=int, help="use only this many images (smoke tests)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
@@ -88,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--report", type=Path, help="JSON comparison on the validation split (default OUT.json)")
     quantize.add_argument("--calibration-images", type=int, default=512)
     quantize.add_argument("--refine-margin", type=float, default=0.15, help="float model redoes chips below 0.5+this")
+    quantize.add_argument(
+        "--no-mirror", action="store_true", help="int8 stage sees each chip alone (half the work; float still mirrors)"
+    )
     quantize.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
     return parser
 
@@ -201,11 +208,17 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             os.environ[f"FACEGENDER_{name.upper()}"] = str(value)
-    from facegender.server.app import serve
+    from facegender.server import supervisor
+    from facegender.server.app import prepare_workers
     from facegender.settings import Settings
 
-    serve(Settings())
-    return EXIT_OK
+    settings = Settings()
+    prepare_workers(settings)
+    # Hand over to a fresh, light process (same pid) that holds none of what this one has loaded.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    arguments = [settings.host, str(settings.port), str(settings.workers)]
+    os.execv(sys.executable, [sys.executable, supervisor.__file__, *arguments])
 
 
 @contextmanager
@@ -227,6 +240,8 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         image_size=args.image_size,
         learning_rate=args.learning_rate,
+        label_smoothing=args.label_smoothing,
+        ema_decay=args.ema_decay,
         seed=args.seed,
         limit=args.limit,
         pretrained=not args.no_pretrained,
@@ -267,6 +282,7 @@ def _quantize(args: argparse.Namespace) -> int:
         out=args.out,
         calibration_images=args.calibration_images,
         refine_margin=args.refine_margin,
+        mirror=not args.no_mirror,
         report=args.report,
         cache_dir=args.cache_dir,
     )

@@ -93,11 +93,15 @@ class BlazeFaceDetector:
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
 
-    def detect(self, image: RGBImage) -> list[Detection]:
-        """All faces in ``image``, largest first."""
+    def detect(self, image: RGBImage, *, downscale: float = 1.0) -> list[Detection]:
+        """All faces in ``image``, largest first.
+
+        ``downscale`` is how many pixels of the original photo each pixel of ``image`` stands for (a JPEG
+        decoded at reduced scale), so that ``min_face_size`` keeps meaning pixels of the original.
+        """
         height, width = image.shape[:2]
         candidates = self._run(image, self._letterbox(width, height, margin=1.0))
-        for side in self._fine_sides(width, height):
+        for side in self._fine_sides(width, height, downscale=downscale):
             candidates += self._run(image, self._fine(width, height, side))
         if not candidates:
             candidates = self._run(image, self._letterbox(width, height, margin=1.6))
@@ -105,18 +109,19 @@ class BlazeFaceDetector:
         detections = [self._to_detection(score, geometry, width, height) for score, geometry in merged]
         return sorted(detections, key=lambda d: d.box.area, reverse=True)
 
-    def smallest_face(self, width: int, height: int) -> float:
-        """The side, in pixels, of the smallest face searched for in a ``width`` x ``height`` image."""
-        sides = [float(max(width, height)), *self._fine_sides(width, height)]
+    def smallest_face(self, width: int, height: int, *, downscale: float = 1.0) -> float:
+        """The side, in pixels, of the smallest face searched for in a ``width`` x ``height`` image
+        (``downscale`` as for :meth:`detect`)."""
+        sides = [float(max(width, height)), *self._fine_sides(width, height, downscale=downscale)]
         return min(sides) * self._findable_fraction
 
-    def _fine_sides(self, width: int, height: int) -> list[float]:
+    def _fine_sides(self, width: int, height: int, *, downscale: float) -> list[float]:
         """The window sides of the finer scales: each next one halves the side, for twice the resolution."""
         if min(width, height) < self._min_side_for_fine:
             return []
         side = min(width, height) * self._fine_fraction
         sides = [side]
-        finer = self.min_face_size or math.inf
+        finer = self.min_face_size / downscale if self.min_face_size else math.inf
         while side * self._findable_fraction > finer and side >= 2 * self.input_size:
             side /= 2
             sides.append(side)

@@ -116,11 +116,15 @@ def quantize_classifier(
     out: Path,
     calibration_images: int = 512,
     refine_margin: float = 0.15,
+    mirror: bool = True,
     report: Path | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> QuantizationResult:
     """Write the int8 model to ``out`` and its comparison with ``model`` to ``report`` (default: ``out`` + .json).
+
+    ``mirror=False`` makes an int8 stage that sees each chip alone, without its mirror image: half the work,
+    while the float model it refers unsure chips to still averages both.
 
     Raises:
         ModelError: ``model`` cannot be loaded or lacks facegender metadata.
@@ -141,7 +145,7 @@ def quantize_classifier(
     )
     validation = make_chips([item.path for item in val], size=source.input_size, cache_dir=cache_dir, progress=progress)
 
-    float_model = prepare_float_graph(onnx.load(str(model)))
+    float_model = prepare_float_graph(onnx.load(str(model)), mirror=mirror)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         prepared, inferred = Path(tmp) / "float.onnx", Path(tmp) / "inferred.onnx"
@@ -164,7 +168,8 @@ def quantize_classifier(
     metadata = {prop.key: prop.value for prop in onnx.load(str(model)).metadata_props}
     metadata |= {
         "version": f"{metadata['version']}+int8",
-        "quantization": f"int8 QDQ, weights per channel, activations min-max on {len(calibration.chips)} train chips",
+        "quantization": f"int8 QDQ, weights per channel, activations min-max on {len(calibration.chips)} train chips"
+        + ("" if mirror else ", chip alone (no mirror averaging)"),
         "float_model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
     }
     if refine_margin > 0:
@@ -210,8 +215,10 @@ def quantize_classifier(
     return result
 
 
-def prepare_float_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+def prepare_float_graph(model: onnx.ModelProto, *, mirror: bool = True) -> onnx.ModelProto:
     """A copy of the exported float model with float32 weights and the two output-preserving rewrites.
+
+    With ``mirror=False`` the mirror averaging is dropped instead: the chip alone, at half the cost.
 
     Raises:
         ModelError: the graph is not the shape :mod:`facegender.training.train` exports.
@@ -220,7 +227,10 @@ def prepare_float_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     prepared.CopyFrom(model)
     _float32_weights(prepared.graph)
     _normalisation_as_convolution(prepared.graph)
-    _mirror_as_one_batch(prepared.graph)
+    if mirror:
+        _mirror_as_one_batch(prepared.graph)
+    else:
+        _chip_alone(prepared.graph)
     _prune(prepared.graph)
     onnx.checker.check_model(prepared)
     return prepared
@@ -357,6 +367,15 @@ def _mirror_as_one_batch(graph: onnx.GraphProto) -> None:
                 ),
             ]
     _replace_nodes(graph, rewritten)
+
+
+def _chip_alone(graph: onnx.GraphProto) -> None:
+    """``net(x)`` in place of ``(net(x) + net(flip(x))) / 2``; the mirrored copy is pruned away."""
+    mirror = _Mirror.find(graph)
+    readers_of_mirror = {id(node) for node in mirror.nodes if mirror.flip.output[0] in node.input}
+    direct = next(logits for logits in mirror.add.input if not readers_of_mirror & mirror.backbone(logits))
+    alone = helper.make_node("Identity", [direct], [mirror.halve.output[0]], name="mirror.none")
+    _replace_nodes(graph, [alone if n is mirror.halve else n for n in mirror.nodes if n is not mirror.add])
 
 
 def _head(graph: onnx.GraphProto) -> list[str]:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from types import FrameType
 from typing import Annotated, Any, Final, TypeVar
 
-import uvicorn
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -34,6 +31,7 @@ from facegender.errors import (
 )
 from facegender.pipeline import FaceGender
 from facegender.results import LABELS, Face
+from facegender.server import supervisor
 from facegender.server.limits import MULTIPART_OVERHEAD_BYTES, InferenceLimiter, RequestLimitsMiddleware, retry_headers
 from facegender.server.memory import return_freed_memory_promptly
 from facegender.server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
@@ -65,7 +63,7 @@ from facegender.server.security import (
 from facegender.server.web import add_web_routes
 from facegender.settings import Settings
 
-__all__ = ["app_from_env", "create_app", "serve"]
+__all__ = ["app_from_env", "create_app", "prepare_workers", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -435,37 +433,24 @@ def app_from_env() -> FastAPI:
     return create_app(settings)
 
 
-def _exit_ok(__: int, ___: FrameType | None) -> None:
-    raise SystemExit(0)
+def prepare_workers(settings: Settings) -> None:
+    """Load the models once to fail fast (``ModelError``), then put ``settings`` in the environment.
 
-
-def serve(settings: Settings) -> None:
-    """Load the models once to fail fast (``ModelError``), then run uvicorn with ``settings.workers`` workers.
-
-    SIGTERM stops the server gracefully: it takes no new connections, answers the requests already received,
-    and the process then exits with status 0. (Uvicorn re-raises the signal once it has shut down, which would
-    otherwise kill the process with it; the handler set here turns that into a normal exit.)
+    Workers build their own Settings from the environment, so this hands them these exact values.
     """
-    previous = signal.signal(signal.SIGTERM, _exit_ok)
-    try:
-        _run(settings)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run(settings: Settings) -> None:
     FaceGender(settings=settings)
-    # Workers build their own Settings from the environment, so hand them these exact values.
     for name, value in settings.model_dump(mode="json").items():
         variable = f"FACEGENDER_{name.upper()}"
         if value is None:  # an unset optional setting: the environment has no spelling for None
             os.environ.pop(variable, None)
         else:
             os.environ[variable] = value if isinstance(value, str) else json.dumps(value)
-    uvicorn.run(
-        "facegender.server.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-    )
+
+
+def serve(settings: Settings) -> None:
+    """Check the models, then run uvicorn in this process with ``settings.workers`` workers until stopped.
+
+    ``facegender serve`` does the same in a fresh, lighter process (see :mod:`facegender.server.supervisor`).
+    """
+    prepare_workers(settings)
+    supervisor.run(host=settings.host, port=settings.port, workers=settings.workers)
