@@ -68,10 +68,6 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--image-size", type=int, default=128, help="chip side in pixels")
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument(
-        "--label-smoothing", type=float, default=0.1, help="share of each target spread to the other class"
-    )
-    train.add_argument("--ema-decay", type=float, default=0.999, help="per step, for the averaged weights that ship")
     train.add_argument("--limit", type=int, help="use only this many images (smoke tests)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
@@ -240,8 +236,6 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         image_size=args.image_size,
         learning_rate=args.learning_rate,
-        label_smoothing=args.label_smoothing,
-        ema_decay=args.ema_decay,
         seed=args.seed,
         limit=args.limit,
         pretrained=not args.no_pretrained,

@@ -10,11 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-import torch
-
 from facegender.classify import GenderClassifier
-from facegender.training.network import GenderNet
-from facegender.training.train import TrainConfig, WeightAverage, fit_temperature, train
+from facegender.training.train import TrainConfig, fit_temperature, train
 
 
 @pytest.mark.slow
@@ -53,21 +50,3 @@ def test_fit_temperature_recovers_overconfidence() -> None:
     labels = (rng.random(4000) < p_male).astype(np.int64)
     temperature = fit_temperature((true_logits * 3).astype(np.float32), labels)
     assert 2.4 < temperature < 3.6
-
-
-def test_weight_average_lags_behind_the_weights_and_copies_counters() -> None:
-    net = GenderNet()
-    average = WeightAverage(net, decay=0.9)
-    start = net.classifier[1].weight.detach().clone()
-    with torch.no_grad():
-        net.classifier[1].weight.add_(1.0)
-    net.features[0][1].num_batches_tracked.fill_(7)
-    average.update(net)
-    first_decay = 2 / 11  # the decay ramps up from small values: min(0.9, (1 + step) / (10 + step))
-    averaged = average.net.classifier[1].weight
-    torch.testing.assert_close(averaged, start + (1 - first_decay))
-    assert int(average.net.features[0][1].num_batches_tracked) == 7
-    for _ in range(200):
-        average.update(net)
-    torch.testing.assert_close(average.net.classifier[1].weight, net.classifier[1].weight)
-    assert average.net.classifier[1].weight.data_ptr() != net.classifier[1].weight.data_ptr()

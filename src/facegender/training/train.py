@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -26,7 +25,7 @@ from facegender.errors import DatasetError
 from facegender.results import LABELS
 from facegender.training.network import GenderNet, imagenet_weights_path
 
-__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "WeightAverage", "fit_temperature", "train"]
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "fit_temperature", "train"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,8 +43,6 @@ class TrainConfig:
     image_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    ema_decay: float = 0.999
     seed: int = 0
     limit: int | None = None
     pretrained: bool = True
@@ -89,31 +86,6 @@ class _Exportable(nn.Module):
         x = (chips.permute(0, 3, 1, 2).float() - self.mean) / self.std
         logits = (self.net(x) + self.net(torch.flip(x, dims=[3]))) / 2
         return torch.softmax(logits / self.temperature, dim=1)
-
-
-class WeightAverage:
-    """An exponential moving average of the weights, the model that is validated and shipped.
-
-    Averaging over the last few hundred steps smooths out the noise of small batches; the decay
-    ramps up from zero so that the average does not remember the untrained start.
-    """
-
-    def __init__(self, net: GenderNet, *, decay: float) -> None:
-        self.net = copy.deepcopy(net).eval()
-        self.decay = decay
-        self.steps = 0
-        for parameter in self.net.parameters():
-            parameter.requires_grad = False
-
-    def update(self, net: GenderNet) -> None:
-        self.steps += 1
-        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        with torch.no_grad():
-            for average, current in zip(self.net.state_dict().values(), net.state_dict().values(), strict=True):
-                if average.dtype.is_floating_point:
-                    average.mul_(decay).add_(current, alpha=1 - decay)
-                else:
-                    average.copy_(current)
 
 
 def _normalise(chips: torch.Tensor) -> torch.Tensor:
@@ -220,7 +192,6 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         optimizer, max_lr=config.learning_rate, total_steps=max(1, steps), pct_start=0.15
     )
     generator = torch.Generator().manual_seed(config.seed)
-    averaged = WeightAverage(net, decay=config.ema_decay)
     history: list[EpochRecord] = []
     best_state, best_accuracy, best_epoch = None, -1.0, 0
     for epoch in range(1, config.epochs + 1):
@@ -236,18 +207,17 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 x = _normalise((x * 255).permute(0, 2, 3, 1)).to(device)
                 y = targets[index].to(device)
                 logits = net(x)
-                loss = functional.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                loss = functional.cross_entropy(logits, y)
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 scheduler.step()
-                averaged.update(net)
                 seen += len(index)
                 loss_sum += loss.item() * len(index)
                 correct += int((logits.argmax(1) == y).sum())
                 bar.update(len(index))
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        val_logits = _predict_logits(averaged.net, chips[val_index], device, config.batch_size)
+        val_logits = _predict_logits(net, chips[val_index], device, config.batch_size)
         val_targets = targets[val_index]
         record = EpochRecord(
             epoch=epoch,
@@ -265,7 +235,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
             )
         if record.val_accuracy > best_accuracy:
             best_accuracy, best_epoch = record.val_accuracy, epoch
-            best_state = {k: v.detach().clone() for k, v in averaged.net.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     assert best_state is not None
     net.load_state_dict(best_state)
     val_logits = _predict_logits(net, chips[val_index], device, config.batch_size)
