@@ -19,7 +19,7 @@ from facegender.errors import FaceGenderError
 
 __all__ = ["ChipSet", "make_chips"]
 
-_CACHE_FORMAT = "chips-v1"
+_CACHE_FORMAT = "chips-v2"
 
 
 @dataclass(frozen=True, slots=True)
