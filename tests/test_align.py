@@ -41,6 +41,13 @@ def test_a_face_shrunk_no_more_than_the_training_faces_is_left_sharp() -> None:
     assert chip_detail(face_chip(image, _detection(side / 2, side / 2, side), size=SIZE)) > 3 * TRAINING_DETAIL
 
 
+def test_a_jpeg_decoded_at_reduced_scale_counts_as_shrunk_already() -> None:
+    side = int(SIZE / CHIP_MARGIN * 1.9)
+    image = _texture(2 * side)
+    chip = face_chip(image, _detection(side / 2, side / 2, side), size=SIZE, downscale=2.0)
+    assert chip_detail(chip) <= 1.05 * TRAINING_DETAIL
+
+
 @pytest.mark.slow
 def test_the_training_faces_are_never_softened(shared_data: Path, face_gender: FaceGender) -> None:
     items = load_dataset(shared_data / "utkface")[::100]

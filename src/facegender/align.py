@@ -60,12 +60,14 @@ def _soften(chip: RGBImage) -> RGBImage:
     return np.asarray(cv2.GaussianBlur(chip, (0, 0), high), dtype=np.uint8)
 
 
-def face_chip(image: RGBImage, detection: Detection, *, size: int) -> RGBImage:
+def face_chip(image: RGBImage, detection: Detection, *, size: int, downscale: float = 1.0) -> RGBImage:
     """Crop ``detection`` from ``image`` into a ``size`` x ``size`` chip, upright and centred.
 
     The chip is rotated so that the eyes are level, scaled so that the detector's box spans
     ``1 / CHIP_MARGIN`` of it, and padded by repeating edge pixels where it reaches past the image. A face
-    shrunk more than ``TRAINING_SHRINK_LIMIT`` times is softened to the detail of the training chips.
+    shrunk more than ``TRAINING_SHRINK_LIMIT`` times from the photo is softened to the detail of the training
+    chips; ``downscale`` says how many pixels of the photo each pixel of ``image`` stands for (a JPEG decoded
+    at reduced scale has been shrunk already, and as sharply).
     """
     left, top, right, bottom = detection.bounds
     centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
@@ -84,7 +86,7 @@ def face_chip(image: RGBImage, detection: Detection, *, size: int) -> RGBImage:
         cv2.warpAffine(image, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE),
         dtype=np.uint8,
     )
-    if side / size > TRAINING_SHRINK_LIMIT:
+    if side * downscale / size > TRAINING_SHRINK_LIMIT:
         chip = _soften(chip)
     return np.ascontiguousarray(chip)
 

@@ -146,8 +146,9 @@ class FaceGender:
         if not detect:
             whole = Detection(box=Box(0, 0, width, height), score=1.0, bounds=(0.0, 0.0, float(width), float(height)))
             return [whole], [whole_image_chip(image.pixels, size=size)]
-        found = self.detector.detect(image.pixels, downscale=max(image.factor_x, image.factor_y))
-        chips = [face_chip(image.pixels, d, size=size) for d in found]
+        downscale = max(image.factor_x, image.factor_y)
+        found = self.detector.detect(image.pixels, downscale=downscale)
+        chips = [face_chip(image.pixels, d, size=size, downscale=downscale) for d in found]
         if image.pixels.shape[:2] != (height, width):
             found = [
                 d.rescaled(factor_x=image.factor_x, factor_y=image.factor_y, width=width, height=height) for d in found
