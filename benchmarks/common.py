@@ -10,18 +10,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
 
 __all__ = [
+    "NO_MEMORY",
     "ROOT",
     "SHARED",
+    "Memory",
     "PeakSampler",
     "Row",
     "free_port",
     "markdown_table",
     "percentile",
+    "process_memory",
     "resident_bytes",
     "wait_until_ready",
 ]
@@ -108,39 +112,45 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def resident_bytes(pid: int, *, proportional: bool = False) -> int | None:
-    """The resident memory of ``pid`` and all its descendants: psutil if installed, else ``/proc``; None if neither.
+class Memory(NamedTuple):
+    """Bytes of a process tree: resident (RSS) and proportional (PSS).
 
-    ``proportional`` counts each page shared by several processes (libraries, the interpreter) once in
-    all, split among them (PSS): what the process tree takes from the machine. Plain resident memory
-    (RSS) counts shared pages again in every process.
+    PSS counts each page shared by several processes (libraries, the interpreter) once in all, split among
+    them: what the tree takes from the machine. RSS counts shared pages again in every process.
     """
-    try:
-        import psutil  # type: ignore[import-untyped]
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        root = psutil.Process(pid)
-        total = 0
-        for process in [root, *root.children(recursive=True)]:
-            try:
-                total += process.memory_full_info().pss if proportional else process.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return total
+
+    resident: int
+    proportional: int
+
+    def peak(self, other: Memory) -> Memory:
+        return Memory(max(self.resident, other.resident), max(self.proportional, other.proportional))
+
+
+NO_MEMORY = Memory(0, 0)
+
+
+def process_memory(pid: int) -> Memory | None:
+    """The memory of ``pid`` and all its descendants, one ``/proc/<pid>/smaps_rollup`` read each; None without it."""
     if not Path("/proc/self/smaps_rollup").is_file():
         return None
-    field = "Pss:" if proportional else "Rss:"
-    total = 0
+    resident = proportional = 0
     for member in [pid, *_children(pid)]:
         try:
             rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
         except OSError:
             continue
         for line in rollup.splitlines():
-            if line.startswith(field):
-                total += int(line.split()[1]) * 1024
-    return total
+            if line.startswith("Rss:"):
+                resident += int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                proportional += int(line.split()[1]) * 1024
+    return Memory(resident, proportional)
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident memory (RSS) of ``pid`` and all its descendants; None where ``/proc`` cannot tell."""
+    memory = process_memory(pid)
+    return memory.resident if memory else None
 
 
 class PeakSampler:

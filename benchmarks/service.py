@@ -20,11 +20,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial, reduce
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 import httpx
 
-from .common import ROOT, Row, free_port, percentile, resident_bytes, wait_until_ready
+from .common import NO_MEMORY, ROOT, Memory, Row, free_port, percentile, process_memory, wait_until_ready
 
 __all__ = ["CLIENTS", "WORKERS", "Load", "Server", "payloads", "run", "send", "serving"]
 
@@ -42,24 +42,6 @@ MEMORY_EVERY = 8
 class Server:
     url: str
     process: subprocess.Popen[bytes]
-
-
-class Memory(NamedTuple):
-    """Bytes of a server's process tree: resident (RSS) and proportional (PSS, shared pages counted once)."""
-
-    resident: int
-    proportional: int
-
-    @classmethod
-    def of(cls, server: Server) -> Memory:
-        pid = server.process.pid
-        return cls(resident_bytes(pid) or 0, resident_bytes(pid, proportional=True) or 0)
-
-    def peak(self, other: Memory) -> Memory:
-        return Memory(max(self.resident, other.resident), max(self.proportional, other.proportional))
-
-
-NO_MEMORY = Memory(0, 0)
 
 
 @dataclass(frozen=True)
@@ -131,7 +113,7 @@ def send(server: Server, photos: Sequence[tuple[str, bytes]], *, clients: int, r
             except httpx.HTTPError:
                 ok = False
             latency = (time.perf_counter() - started) * 1000
-            memory = Memory.of(server) if index % MEMORY_EVERY == 0 else NO_MEMORY
+            memory = (process_memory(server.process.pid) or NO_MEMORY) if index % MEMORY_EVERY == 0 else NO_MEMORY
             return latency, ok, memory
 
         with ThreadPoolExecutor(max_workers=clients) as pool:
@@ -151,7 +133,7 @@ def _warm_up(server: Server, photos: Sequence[tuple[str, bytes]], workers: int) 
     """Bring every worker into use, let it settle, and return the idle memory."""
     send(server, photos, clients=2 * workers, requests=8 * workers)
     time.sleep(1.0)
-    return Memory.of(server)
+    return process_memory(server.process.pid) or NO_MEMORY
 
 
 def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence[int] = CLIENTS) -> list[Row]:
