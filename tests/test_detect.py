@@ -13,7 +13,7 @@ from PIL import Image
 from facegender.align import face_chip, whole_image_chip
 from facegender.data import load_dataset
 from facegender.decode import load_image
-from facegender.detect import BlazeFaceDetector
+from facegender.detect import BlazeFaceDetector, _Pyramid
 from facegender.evaluate import portrait_collages
 
 
@@ -94,3 +94,24 @@ def test_a_box_around_surer_faces_is_dropped(shared_data: Path, detector: BlazeF
     canvas.save(buffer, "JPEG", quality=90)
     detections = detector.detect(load_image(buffer.getvalue()))
     assert len(detections) == 16 and all(d.box.width < 450 for d in detections)  # a face here is at most 350 px
+
+
+def test_passes_side_by_side_find_what_passes_in_turn_find(shared_data: Path, detector: BlazeFaceDetector) -> None:
+    in_turn = BlazeFaceDetector(threads=1)
+    items = load_dataset(shared_data / "portraits")[:8]
+    collages = [collage for collage, _group in portrait_collages(items, cell=(400, 500))]
+    for image in [load_image(item.path) for item in items] + collages:
+        assert detector.detect(image) == in_turn.detect(image)
+
+
+def test_pyramid_levels_are_exact_halvings() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (101, 203, 3), dtype=np.uint8)
+    pyramid = _Pyramid(image)
+    assert pyramid.level(shrink=3.9)[1] == 1
+    half, factor = pyramid.level(shrink=4.0)
+    assert factor == 2 and half.shape == (50, 101, 3)
+    means = image[:100, :202].reshape(50, 2, 101, 2, 3).astype(np.float32).mean(axis=(1, 3))
+    assert np.abs(half.astype(np.float32) - means).max() <= 1
+    quarter, factor = pyramid.level(shrink=15.9)
+    assert factor == 4 and quarter.shape == (25, 50, 3)

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
     train.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
-    train.add_argument("--model-version", default="1.0.0")
+    train.add_argument("--model-version", default="1.1.0")
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")

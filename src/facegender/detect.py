@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -86,9 +87,13 @@ class BlazeFaceDetector:
         threads: int = 0,
         min_face_size: int | None = None,
     ) -> None:
-        # Its inputs are at most a few hundred pixels a side: too small to share among threads (one
-        # thread measured 8% faster per photo than two). "Let onnxruntime choose" (0) means one here.
+        # Its inputs are at most a few hundred pixels a side: too small to share one among threads (one
+        # thread measured 8% faster per photo than two). With 0 ("choose"), the passes over one photo run
+        # side by side instead, one thread each: 5.8 -> 4.1 ms per portrait on two cores.
         self._session = create_session(model_path, threads=threads or 1)
+        self._side_thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="facegender-detect") if threads == 0 else None
+        )
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
@@ -100,11 +105,12 @@ class BlazeFaceDetector:
         decoded at reduced scale), so that ``min_face_size`` keeps meaning pixels of the original.
         """
         height, width = image.shape[:2]
-        candidates = self._run(image, self._letterbox(width, height, margin=1.0))
-        for side in self._fine_sides(width, height, downscale=downscale):
-            candidates += self._run(image, self._fine(width, height, side))
+        pyramid = _Pyramid(image)
+        views = [self._letterbox(width, height, margin=1.0)]
+        views += [self._fine(width, height, side) for side in self._fine_sides(width, height, downscale=downscale)]
+        candidates = self._run_all(pyramid, views)
         if not candidates:
-            candidates = self._run(image, self._letterbox(width, height, margin=1.6))
+            candidates = self._run_all(pyramid, [self._letterbox(width, height, margin=1.6)])
         merged = _drop_contained(self._merge(candidates), self._containment)
         detections = [self._to_detection(score, geometry, width, height) for score, geometry in merged]
         return sorted(detections, key=lambda d: d.box.area, reverse=True)
@@ -151,15 +157,10 @@ class BlazeFaceDetector:
             threshold=max(self.score_threshold, self._fine_threshold),
         )
 
-    def _input(self, image: RGBImage, view: _Pass) -> FloatArray:
+    def _input(self, pyramid: _Pyramid, view: _Pass) -> FloatArray:
         to_input = np.array([[view.scale, 0, view.shift_x], [0, view.scale, view.shift_y]], dtype=np.float64)
-        source: RGBImage = image
-        # Bilinear sampling alone aliases when shrinking a lot: shrink by a whole factor first, by area.
-        factor = int(1 / view.scale // 2)
-        if factor > 1:
-            size = (image.shape[1] // factor, image.shape[0] // factor)
-            source = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-            to_input[:, :2] *= factor
+        source, factor = pyramid.level(shrink=1 / view.scale)
+        to_input[:, :2] *= factor
         canvas = cv2.warpAffine(
             source, to_input, (view.width, view.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
@@ -167,9 +168,22 @@ class BlazeFaceDetector:
         blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 127.5, mean=(127.5, 127.5, 127.5))
         return np.asarray(blob, dtype=np.float32)
 
-    def _run(self, image: RGBImage, view: _Pass) -> list[tuple[float, FloatArray]]:
+    def _run_all(self, pyramid: _Pyramid, views: list[_Pass]) -> list[tuple[float, FloatArray]]:
+        """Candidate faces of all ``views``; the first runs in this thread, the rest beside it when allowed."""
+        inputs = [self._input(pyramid, view) for view in views]
+        if self._side_thread is None or len(views) == 1:
+            return [candidate for blob, view in zip(inputs, views, strict=True) for candidate in self._run(blob, view)]
+        beside = [
+            self._side_thread.submit(self._run, blob, view) for blob, view in zip(inputs[1:], views[1:], strict=True)
+        ]
+        candidates = self._run(inputs[0], views[0])
+        for future in beside:
+            candidates += future.result()
+        return candidates
+
+    def _run(self, blob: FloatArray, view: _Pass) -> list[tuple[float, FloatArray]]:
         """Candidate faces of one pass: (score, geometry) with the box corners and six landmarks in image pixels."""
-        regressors, classificators = self._session.run(None, {"input": self._input(image, view)})
+        regressors, classificators = self._session.run(None, {"input": blob})
         logits = classificators[0, :, 0]
         keep = np.flatnonzero(logits >= math.log(view.threshold / (1 - view.threshold)))  # sigmoid >= threshold
         if not len(keep):
@@ -205,6 +219,27 @@ class BlazeFaceDetector:
         bounds = (float(geometry[0]), float(geometry[1]), float(geometry[2]), float(geometry[3]))
         points = tuple((float(x), float(y)) for x, y in geometry[4:].reshape(6, 2))
         return Detection(box=Box.clipped(bounds, width, height), score=score, bounds=bounds, keypoints=points)
+
+
+class _Pyramid:
+    """An image and its halvings (each pixel the mean of 2x2), made when first asked for and shared by the
+    passes over it. Bilinear sampling alone aliases when shrinking a lot, so each pass samples from the
+    level that leaves it a shrink of 2 to 4. (Halving with cv2's bilinear resize is 4 times as fast as
+    its area resize by other whole factors, which this replaced.)"""
+
+    def __init__(self, image: RGBImage) -> None:
+        self._levels = [image]
+
+    def level(self, *, shrink: float) -> tuple[RGBImage, int]:
+        """The level for a pass that shrinks the image ``shrink`` times, and that level's factor."""
+        depth = max(0, math.floor(math.log2(shrink / 2))) if shrink >= 4 else 0
+        while len(self._levels) <= depth:
+            top = self._levels[-1]
+            height, width = top.shape[0] // 2, top.shape[1] // 2
+            # An even crop first, so that the level is exactly half (at most one edge row or column lost).
+            even = top[: 2 * height, : 2 * width]
+            self._levels.append(np.asarray(cv2.resize(even, (width, height), interpolation=cv2.INTER_LINEAR)))
+        return self._levels[depth], 2**depth
 
 
 def _drop_contained(merged: list[tuple[float, FloatArray]], containment: float) -> list[tuple[float, FloatArray]]:

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=256,
-        description="onnxruntime threads per model; 0: one for the detector, its choice for the rest.",
+        description=(
+            "onnxruntime threads per model; 0: the detector's passes over a photo side by side, one thread"
+            " each, and onnxruntime's choice for the classifier."
+        ),
     )
     min_face_size: int | None = Field(
         default=None,
