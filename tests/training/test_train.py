@@ -10,8 +10,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+import torch
+
 from facegender.classify import GenderClassifier
-from facegender.training.train import TrainConfig, fit_temperature, train
+from facegender.training.train import TrainConfig, _blur_some, _erase_some, fit_temperature, train
 
 
 @pytest.mark.slow
@@ -50,3 +52,29 @@ def test_fit_temperature_recovers_overconfidence() -> None:
     labels = (rng.random(4000) < p_male).astype(np.int64)
     temperature = fit_temperature((true_logits * 3).astype(np.float32), labels)
     assert 2.4 < temperature < 3.6
+
+
+def test_blur_softens_only_the_chosen_chips() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.rand(64, 3, 32, 32, generator=generator)
+    blurred = _blur_some(batch, generator, share=0.5)
+    changed = (blurred - batch).abs().flatten(1).amax(dim=1) > 0
+    assert 16 <= int(changed.sum()) <= 48
+    # Blur lowers the pixel-to-pixel variation of noise; the untouched chips stay as they were.
+    assert blurred[changed].diff(dim=3).abs().mean() < 0.7 * batch[changed].diff(dim=3).abs().mean()
+    assert torch.equal(blurred[~changed], batch[~changed])
+
+
+def test_erasing_paints_one_flat_patch_and_leaves_the_input_alone() -> None:
+    generator = torch.Generator().manual_seed(1)
+    batch = torch.rand(32, 3, 40, 40, generator=generator)
+    before = batch.clone()
+    erased = _erase_some(batch, generator, share=1.0)
+    assert torch.equal(batch, before)
+    for chip, original in zip(erased, batch, strict=True):
+        patch = (chip != original).any(dim=0)
+        rows, cols = torch.nonzero(patch, as_tuple=True)
+        area = int(patch.sum())
+        assert 0.02 * 40 * 40 * 0.5 <= area <= 0.15 * 40 * 40 * 1.1
+        box = chip[:, int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1]
+        assert box.numel() == 3 * area and float(box.max() - box.min()) == 0.0
