@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -115,3 +116,20 @@ def test_pyramid_levels_are_exact_halvings() -> None:
     assert np.abs(half.astype(np.float32) - means).max() <= 1
     quarter, factor = pyramid.level(shrink=15.9)
     assert factor == 4 and quarter.shape == (25, 50, 3)
+
+
+def test_a_busy_side_thread_means_passes_in_turn_not_a_wait(portrait_path: Path) -> None:
+    detector = BlazeFaceDetector()
+    image = load_image(portrait_path)
+    assert min(image.shape[:2]) >= 400  # two passes
+    expected = detector.detect(image)
+    with detector._side_thread_free:  # as while another photo's pass runs there
+        assert detector.detect(image) == expected
+
+
+def test_threads_sharing_one_detector_get_each_photo_s_own_faces(shared_data: Path) -> None:
+    detector = BlazeFaceDetector()
+    images = [load_image(item.path) for item in load_dataset(shared_data / "portraits")[:12]]
+    expected = [detector.detect(image) for image in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(detector.detect, images * 3)) == expected * 3
