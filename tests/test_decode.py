@@ -28,7 +28,7 @@ from image_files import (
     with_orientation,
 )
 from numpy.typing import NDArray
-from PIL import Image, ImageFile, features
+from PIL import Image, ImageFile, ImageOps, features
 
 from facegender.decode import DecodedImage, decode_image, load_image
 from facegender.errors import FaceGenderError, ImageTooLargeError, InvalidImageError, UnsupportedFormatError
@@ -562,3 +562,20 @@ def test_a_decoded_image_passes_through_and_only_at_full_size_as_an_array(portra
     assert isinstance(half, DecodedImage) and half.pixels.shape[0] < half.height
     with pytest.raises(ValueError, match="reduced scale"):
         load_image(half)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("reduction", [1, 2, 4])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_jpeg_pixels_are_exactly_pillows(orientation: int, reduction: int, mode: str, original: RGB) -> None:
+    big = Image.fromarray(original).resize((original.shape[1] * 4, original.shape[0] * 4)).convert(mode)
+    data = with_orientation(np.asarray(big.convert("RGB")), orientation, "JPEG", quality=90)
+    if mode == "L":
+        with Image.open(io.BytesIO(data)) as stored:
+            data = save(stored.convert("L"), "JPEG", quality=90, exif=stored.getexif())
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == mode
+        image.draft(None, (image.width // reduction, image.height // reduction))
+        expected = np.asarray((ImageOps.exif_transpose(image) or image).convert("RGB"))
+    decoded = decode_image(data, min_scale=lambda width, height: 1 / reduction)
+    np.testing.assert_array_equal(decoded.pixels, expected)
