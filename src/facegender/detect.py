@@ -239,7 +239,7 @@ class _Pyramid:
 
     def level(self, *, shrink: float) -> tuple[RGBImage, int]:
         """The level for a pass that shrinks the image ``shrink`` times, and that level's factor."""
-        depth = max(0, math.floor(math.log2(shrink / 2))) if shrink >= 4 else 0
+        depth = math.floor(math.log2(shrink / 2)) if shrink >= 4 else 0
         while len(self._levels) <= depth:
             top = self._levels[-1]
             height, width = top.shape[0] // 2, top.shape[1] // 2
