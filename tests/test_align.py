@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facegender import FaceGender
-from facegender.align import CHIP_MARGIN, TRAINING_DETAIL, TRAINING_SHRINK_LIMIT, chip_detail, face_chip
+from facegender.align import CHIP_MARGIN, TRAINING_DETAIL, TRAINING_SHRINK_LIMIT, chip_detail, chip_shrink, face_chip
 from facegender.data import load_dataset
 from facegender.decode import load_image
 from facegender.results import Box, Detection
@@ -55,7 +55,6 @@ def test_the_training_faces_are_never_softened(shared_data: Path, face_gender: F
     for item in items:
         found = face_gender.detector.detect(load_image(item.path))
         if found:
-            left, top, right, bottom = found[0].bounds
-            shrinks.append(max(right - left, bottom - top) * CHIP_MARGIN / SIZE)
+            shrinks.append(chip_shrink(found[0], size=SIZE))
     assert len(shrinks) >= 0.99 * len(items)
     assert max(shrinks) < TRAINING_SHRINK_LIMIT

@@ -12,7 +12,15 @@ from numpy.typing import NDArray
 from facegender.decode import RGBImage
 from facegender.results import Detection
 
-__all__ = ["CHIP_MARGIN", "TRAINING_DETAIL", "TRAINING_SHRINK_LIMIT", "chip_detail", "face_chip", "whole_image_chip"]
+__all__ = [
+    "CHIP_MARGIN",
+    "TRAINING_DETAIL",
+    "TRAINING_SHRINK_LIMIT",
+    "chip_detail",
+    "chip_shrink",
+    "face_chip",
+    "whole_image_chip",
+]
 
 _GreyImage = NDArray[np.float32]
 
@@ -35,7 +43,17 @@ _SOFTEN_SIGMAS: Final = (0.3, 2.0)
 
 def chip_detail(chip: RGBImage) -> float:
     """Fine detail of a chip: the mean absolute Laplacian of its grey levels."""
-    return _detail(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY).astype(np.float32))
+    return _detail(_grey(chip))
+
+
+def chip_shrink(detection: Detection, *, size: int, downscale: float = 1.0) -> float:
+    """How many times :func:`face_chip` shrinks the photo's face into a ``size`` chip (``downscale`` as there)."""
+    left, top, right, bottom = detection.bounds
+    return max(right - left, bottom - top) * CHIP_MARGIN * downscale / size
+
+
+def _grey(chip: RGBImage) -> _GreyImage:
+    return np.asarray(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), dtype=np.float32)
 
 
 def _detail(grey: _GreyImage) -> float:
@@ -47,7 +65,7 @@ def _soften(chip: RGBImage) -> RGBImage:
 
     The blur is found by bisection on the grey image alone, then applied once to the colours.
     """
-    grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey = _grey(chip)
     if _detail(grey) <= TRAINING_DETAIL:
         return chip
     low, high = _SOFTEN_SIGMAS
@@ -86,7 +104,7 @@ def face_chip(image: RGBImage, detection: Detection, *, size: int, downscale: fl
         cv2.warpAffine(image, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE),
         dtype=np.uint8,
     )
-    if side * downscale / size > TRAINING_SHRINK_LIMIT:
+    if chip_shrink(detection, size=size, downscale=downscale) > TRAINING_SHRINK_LIMIT:
         chip = _soften(chip)
     return np.ascontiguousarray(chip)
 

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +99,7 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale, blur and an
     erased patch (NCHW, [0,1])."""
     n = batch.shape[0]
-
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-        return _uniform(generator, low, high, *shape)
+    uniform = partial(_uniform, generator)
 
     angle = uniform(-12, 12, n) * math.pi / 180
     scale = uniform(0.9, 1.12, n)
