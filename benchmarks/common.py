@@ -3,6 +3,7 @@ resident memory and the rows of the side-by-side table."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -22,6 +23,7 @@ __all__ = [
     "Memory",
     "PeakSampler",
     "Row",
+    "cpu_seconds",
     "free_port",
     "markdown_table",
     "percentile",
@@ -110,6 +112,19 @@ def _children(pid: int) -> list[int]:
         found += kids
         frontier += kids
     return found
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user and system, seconds) of ``pid`` and of each of its descendants, from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    times: dict[int, float] = {}
+    for member in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        times[member] = (int(fields[11]) + int(fields[12])) / ticks  # utime and stime, fields 14 and 15
+    return times
 
 
 class Memory(NamedTuple):

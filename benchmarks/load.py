@@ -11,8 +11,9 @@ through UTKFace chips and portraits in turn, from ``--clients`` threads at once.
 equal its photo's solo answer (status, error code, and the class and probability of every face, to the 4
 decimals the API gives): a difference means answers crossed between requests. Prints a Markdown table with
 the throughput, the latency percentiles and the server's resident memory (the server process and its worker
-processes) after the warm-up, at its highest during the load and at the end; exits 1 if any answer was a 5xx,
-failed or crossed.
+processes) after the warm-up, at its highest during the load and at the end, and how the load's CPU time split
+among the server's processes (with several workers: how evenly the connections were shared); exits 1 if any
+answer was a 5xx, failed or crossed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from .common import SHARED, PeakSampler, free_port, percentile, resident_bytes, wait_until_ready
+from .common import SHARED, PeakSampler, cpu_seconds, free_port, percentile, resident_bytes, wait_until_ready
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -150,6 +151,8 @@ class Report:
     rss_warm: int | None
     rss_peak: int | None
     rss_end: int | None
+    cpu_shares: list[float]
+    """Each server process's share of the server's CPU time during the load, largest first."""
 
     @property
     def memory_growth(self) -> float | None:
@@ -187,6 +190,10 @@ class Report:
             ("server resident memory, highest during the load, MiB", mib(self.rss_peak)),
             ("server resident memory at the end, MiB", mib(self.rss_end)),
             ("memory growth after warm-up", "n/a" if growth is None else f"{growth:+.1%}"),
+            (
+                "share of the server's CPU time by process, during the load",
+                ", ".join(f"{s:.0%}" for s in self.cpu_shares),
+            ),
         ]
         lines = [
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -216,10 +223,12 @@ def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int
                 list(pool.map(lambda index: _request(client, photos, index), warm_up))
                 rss_warm = resident_bytes(server.process.pid)
                 order = [index % len(photos) for index in range(requests)]
+                cpu_before = cpu_seconds(server.process.pid)
                 with PeakSampler(server.process.pid) as sampler:
                     started = time.perf_counter()
                     outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
                     seconds = time.perf_counter() - started
+                cpu_after = cpu_seconds(server.process.pid)
             rss_end = resident_bytes(server.process.pid)
     finally:
         stop_code = server.stop()
@@ -248,7 +257,13 @@ def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int
         rss_warm=rss_warm,
         rss_peak=sampler.peak,
         rss_end=rss_end,
+        cpu_shares=_shares({pid: cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after}),
     )
+
+
+def _shares(used: dict[int, float]) -> list[float]:
+    total = sum(used.values())
+    return sorted((seconds / total for seconds in used.values()), reverse=True) if total > 0 else []
 
 
 def _positive(text: str) -> int:

@@ -30,3 +30,8 @@ def test_concurrent_answers_match_the_solo_answers(shared_data: Path) -> None:
     assert _row(result.stdout, "requests without an answer") == "0"
     assert _row(result.stdout, "crossed answers (differ from the photo's solo answer)") == "0"
     assert _row(result.stdout, "statuses").startswith("200: ")
+    shares = [
+        int(share.rstrip("%"))
+        for share in _row(result.stdout, "share of the server's CPU time by process, during the load").split(", ")
+    ]
+    assert shares == sorted(shares, reverse=True) and 98 <= sum(shares) <= 102 and shares[0] > 50

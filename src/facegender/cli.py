@@ -72,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
     train.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
-    train.add_argument("--model-version", default="1.1.0")
+    train.add_argument("--model-version", default="1.2.0")
+    train.add_argument(
+        "--frozen-layers", type=int, default=2, help="leading backbone blocks kept at their ImageNet weights"
+    )
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
@@ -241,6 +244,7 @@ def _train(args: argparse.Namespace) -> int:
         pretrained=not args.no_pretrained,
         cache_dir=args.cache_dir,
         model_version=args.model_version,
+        frozen_layers=args.frozen_layers,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(f"wrote {result.model_path} (best epoch {result.best_epoch}, temperature {result.temperature:.3f})")

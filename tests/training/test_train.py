@@ -13,6 +13,7 @@ pytest.importorskip("torch")
 import torch
 
 from facegender.classify import GenderClassifier
+from facegender.training.network import GenderNet
 from facegender.training.train import TrainConfig, _blur_some, _erase_some, fit_temperature, train
 
 
@@ -26,9 +27,18 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(shared_data: Path, tmp_
         cache_dir=tmp_path / "cache",
         pretrained=False,
         batch_size=16,
+        frozen_layers=3,
     )
     result = train(config)
     assert result.model_path.is_file()
+    # The frozen blocks keep their starting weights (train() seeds torch before it builds the network).
+    torch.manual_seed(config.seed)
+    start = GenderNet().state_dict()
+    trained = torch.load(tmp_path / "model" / "gender.pt")
+    for block in range(config.frozen_layers + 1):
+        names = [name for name in start if name.startswith(f"features.{block}.") and name.endswith("weight")]
+        kept = all(torch.equal(start[name], trained[name]) for name in names)
+        assert kept == (block < config.frozen_layers), block
     assert len(result.history) == 1
     summary = json.loads((tmp_path / "model" / "training.json").read_text())
     assert summary["counts"]["train"] + summary["counts"]["test"] > 0

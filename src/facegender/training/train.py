@@ -30,9 +30,10 @@ __all__ = ["EpochRecord", "TrainConfig", "TrainResult", "fit_temperature", "trai
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# The stem and first stages keep their ImageNet filters: generic edges and textures, and training
-# only the rest is what makes an hour on two CPU cores enough.
-FROZEN_LAYERS = 7
+# The stem convolution and the first block keep their ImageNet filters (generic edges and colours). Training
+# from the second block on (1.2.0) beat training from the fourth stage on (1.1.0) on validation, at 1.6 times
+# the time per epoch: about an hour on two CPU cores.
+FROZEN_LAYERS = 2
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class TrainConfig:
     limit: int | None = None
     pretrained: bool = True
     cache_dir: Path | None = None
-    model_version: str = "1.1.0"
+    model_version: str = "1.2.0"
+    frozen_layers: int = FROZEN_LAYERS
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     weights = imagenet_weights_path() if config.pretrained else None
     if weights is not None:
         net.load_imagenet_backbone(weights)
-    frozen = net.features[:FROZEN_LAYERS]
+    frozen = net.features[: config.frozen_layers]
     for parameter in frozen.parameters():
         parameter.requires_grad = False
     trainable = [p for p in net.parameters() if p.requires_grad]
