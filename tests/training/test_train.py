@@ -13,6 +13,7 @@ pytest.importorskip("torch")
 import torch
 
 from facegender.classify import GenderClassifier
+from facegender.cli import _parser
 from facegender.training.network import GenderNet
 from facegender.training.train import TrainConfig, _blur_some, _erase_some, fit_temperature, train
 
@@ -88,3 +89,15 @@ def test_erasing_paints_one_flat_patch_and_leaves_the_input_alone() -> None:
         assert 0.02 * 40 * 40 * 0.5 <= area <= 0.15 * 40 * 40 * 1.1
         box = chip[:, int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1]
         assert box.numel() == 3 * area and float(box.max() - box.min()) == 0.0
+
+
+def test_the_train_command_defaults_to_the_training_config() -> None:
+    args = _parser().parse_args(["train", "--data", "data", "--out", "out"])
+    defaults = TrainConfig(data=Path("data"), out=Path("out"))
+    assert args.epochs == defaults.epochs
+    assert args.batch_size == defaults.batch_size
+    assert args.image_size == defaults.image_size
+    assert args.learning_rate == defaults.learning_rate
+    assert args.seed == defaults.seed
+    assert args.model_version == defaults.model_version
+    assert args.frozen_layers == defaults.frozen_layers
