@@ -562,6 +562,9 @@ def test_a_decoded_image_passes_through_and_only_at_full_size_as_an_array(portra
     assert isinstance(half, DecodedImage) and half.pixels.shape[0] < half.height
     with pytest.raises(ValueError, match="reduced scale"):
         load_image(half)
+    # A reduced one keeps what it was decoded from, to be decoded again finer; a full-size one need not.
+    assert half.source == portrait_jpeg and full.source is None
+    np.testing.assert_array_equal(decode_image(half.source).pixels, full.pixels)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

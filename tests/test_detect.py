@@ -133,3 +133,11 @@ def test_threads_sharing_one_detector_get_each_photo_s_own_faces(shared_data: Pa
     expected = [detector.detect(image) for image in images]
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(detector.detect, images * 3)) == expected * 3
+
+
+def test_the_search_counts_sides_in_pixels_of_the_photo_at_any_decode_scale(detector: BlazeFaceDetector) -> None:
+    # 900x600 decoded at half scale is 450x300: still a photo with a short side over 400, so still searched finer.
+    assert detector.smallest_face(450, 300, downscale=2) * 2 == pytest.approx(detector.smallest_face(900, 600))
+    assert detector.smallest_face(900, 600) < detector.smallest_face(390, 260) * 900 / 390
+    assert detector.finest_scale(900, 600) == pytest.approx(128 / (0.6 * 600))
+    assert detector.finest_scale(300, 200) == pytest.approx(128 / 300)  # a small photo: the whole-photo pass only

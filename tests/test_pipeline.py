@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from facegender import Detection, FaceGender, ImageTooLargeError, InferenceFailedError, InvalidImageError, Settings
 from facegender.data import load_dataset
+from facegender.decode import DecodedImage, decode_image
 from facegender.errors import ModelError
 
 
@@ -117,12 +119,39 @@ def test_a_big_jpeg_is_decoded_smaller_but_answered_in_full_size_pixels(
     assert (whole.box.width, whole.box.height) == big.size
 
 
+def test_a_face_too_small_for_a_chip_at_the_detection_scale_is_cut_from_a_finer_decoding(
+    portrait_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    face_gender = FaceGender(settings=Settings(min_face_size=150))
+    with Image.open(portrait_path) as image:
+        portrait = image.convert("RGB")
+    canvas = Image.new("RGB", (4800, 3600), (190, 190, 190))
+    canvas.paste(portrait.resize((portrait.width * 300 // portrait.height, 300)), (2000, 1500))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=92)
+    scales: list[float] = []
+
+    def recording(source: object, **kwargs: Any) -> DecodedImage:
+        decoded = decode_image(source, **kwargs)  # type: ignore[arg-type]
+        scales.append(decoded.pixels.shape[1] / decoded.width)
+        return decoded
+
+    monkeypatch.setattr("facegender.pipeline.decode_image", recording)
+    faces = face_gender.predict(buffer.getvalue())
+    # Found at half scale, where its chip would be enlarged; so cut from the photo decoded again in full.
+    assert scales == [0.5, 1.0]
+    full = face_gender.predict(np.asarray(canvas))
+    assert [f.label for f in faces] == [f.label for f in full] and len(faces) == 1
+    assert faces[0].probability == pytest.approx(full[0].probability, abs=0.03)
+    assert faces[0].box.width == pytest.approx(full[0].box.width, rel=0.05)
+
+
 def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
     face_gender = FaceGender(settings=Settings(min_face_size=300))
     buffer = io.BytesIO()
     Image.new("RGB", (4800, 3600), (120, 110, 100)).save(buffer, "JPEG")
     decoded = face_gender.decode(buffer.getvalue())
-    assert decoded.factor_x == 2  # big enough for the finest face searched to survive half-scale decoding
+    assert decoded.factor_x == 4  # the finest pass (a 1080-pixel window into 128) still shrinks it twice
     height, width = decoded.pixels.shape[:2]
     searched = face_gender.detector.smallest_face(width, height, downscale=decoded.factor_x) * decoded.factor_x
     assert searched == pytest.approx(face_gender.detector.smallest_face(decoded.width, decoded.height))

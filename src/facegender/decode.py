@@ -6,7 +6,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeAlias
 
@@ -36,12 +36,14 @@ class DecodedImage:
     """An upright RGB image that may have been decoded at a reduced scale.
 
     ``width`` and ``height`` are the full size of the upright image, the size that boxes are reported in;
-    ``pixels`` may be smaller (JPEG decoding at 1/2, 1/4 or 1/8 scale).
+    ``pixels`` may be smaller (JPEG decoding at 1/2, 1/4 or 1/8 scale). Where they are, ``source`` keeps the
+    encoded image, so that it can be decoded again at a finer scale.
     """
 
     pixels: RGBImage
     width: int
     height: int
+    source: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def factor_x(self) -> float:
@@ -115,7 +117,8 @@ def decode_image(
         _check_pixels(source.width, source.height, max_pixels)
         _load(source)  # a lazily opened image may still be truncated or corrupt
         return _full_size(_flatten_modes(_upright(source, owned=False)[0]))
-    image = _open(_read_bytes(source), max_pixels=max_pixels)
+    data = _read_bytes(source)
+    image = _open(data, max_pixels=max_pixels)
     width, height = image.size
     if min_scale is not None and image.format in _DRAFT_FORMATS:
         scale = min_scale(width, height)
@@ -126,7 +129,9 @@ def decode_image(
     upright, turned = _upright(image, owned=True)
     if turned:
         width, height = height, width
-    return DecodedImage(pixels=_flatten_modes(upright), width=width, height=height)
+    pixels = _flatten_modes(upright)
+    reduced = pixels.shape[:2] != (height, width)
+    return DecodedImage(pixels=pixels, width=width, height=height, source=data if reduced else None)
 
 
 def _full_size(pixels: RGBImage) -> DecodedImage:

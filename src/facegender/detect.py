@@ -126,9 +126,13 @@ class BlazeFaceDetector:
         sides = [float(max(width, height)), *self._fine_sides(width, height, downscale=downscale)]
         return min(sides) * self._findable_fraction
 
+    def finest_scale(self, width: int, height: int) -> float:
+        """Input pixels per image pixel in the finest pass over a full-size ``width`` x ``height`` image."""
+        return self.input_size / min([float(max(width, height)), *self._fine_sides(width, height, downscale=1.0)])
+
     def _fine_sides(self, width: int, height: int, *, downscale: float) -> list[float]:
         """The window sides of the finer scales: each next one halves the side, for twice the resolution."""
-        if min(width, height) < self._min_side_for_fine:
+        if min(width, height) * downscale < self._min_side_for_fine:
             return []
         side = min(width, height) * self._fine_fraction
         sides = [side]

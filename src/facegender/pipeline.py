@@ -8,7 +8,7 @@ from typing import Literal, overload
 
 import numpy as np
 
-from facegender.align import CHIP_MARGIN, face_chip, whole_image_chip
+from facegender.align import chip_shrink, face_chip, whole_image_chip
 from facegender.classify import GenderClassifier
 from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image
 from facegender.detect import BlazeFaceDetector
@@ -51,9 +51,10 @@ class FaceGender:
     def decode(self, image: ImageSource, *, detect: bool = True) -> DecodedImage:
         """Decode ``image`` with this instance's pixel limit, at the smallest scale that loses nothing.
 
-        A big JPEG is decoded at 1/2, 1/4 or 1/8 scale as long as the smallest face the detector looks
-        for (or, with ``detect=False``, the whole image) keeps at least a chip's worth of pixels. Pass
-        the result to :meth:`predict` or :meth:`predict_batch`; boxes come in full-size pixels.
+        A big JPEG is decoded at 1/2, 1/4 or 1/8 scale as long as the detector's finest pass still shrinks
+        what it sees at least twice (or, with ``detect=False``, the whole image keeps a chip's worth of
+        pixels). A face found too small for a chip at that scale is cut from the photo decoded again, finer.
+        Pass the result to :meth:`predict` or :meth:`predict_batch`; boxes come in full-size pixels.
         """
         return decode_image(
             image,
@@ -62,7 +63,8 @@ class FaceGender:
         )
 
     def _min_detect_scale(self, width: int, height: int) -> float:
-        return min(1.0, self.classifier.input_size / CHIP_MARGIN / self.detector.smallest_face(width, height))
+        # Shrinking at least twice is what the detector's pyramid gives every pass over a full-size photo.
+        return min(1.0, 2 * self.detector.finest_scale(width, height))
 
     def _min_whole_scale(self, width: int, height: int) -> float:
         return min(1.0, self.classifier.input_size / min(width, height))
@@ -140,20 +142,37 @@ class FaceGender:
         return results
 
     def _locate(self, image: DecodedImage, *, detect: bool) -> tuple[list[Detection], list[RGBImage]]:
-        """Faces in full-size pixels, and their chips cut from the decoded pixels."""
+        """Faces in full-size pixels, and their chips: cut from the decoded pixels, or from the photo decoded
+        again finer where those are too coarse for a face."""
         size = self.classifier.input_size
         width, height = image.width, image.height
         if not detect:
             whole = Detection(box=Box(0, 0, width, height), score=1.0, bounds=(0.0, 0.0, float(width), float(height)))
             return [whole], [whole_image_chip(image.pixels, size=size)]
+        found = self.detector.detect(image.pixels, downscale=max(image.factor_x, image.factor_y))
+        cut_from = self._fine_enough_for_chips(image, found)
+        cut_height, cut_width = cut_from.pixels.shape[:2]
+        factor_x, factor_y = image.factor_x / cut_from.factor_x, image.factor_y / cut_from.factor_y
+        downscale = max(cut_from.factor_x, cut_from.factor_y)
+        chips = [
+            face_chip(
+                cut_from.pixels, _moved(d, factor_x, factor_y, cut_width, cut_height), size=size, downscale=downscale
+            )
+            for d in found
+        ]
+        return [_moved(d, image.factor_x, image.factor_y, width, height) for d in found], chips
+
+    def _fine_enough_for_chips(self, image: DecodedImage, found: list[Detection]) -> DecodedImage:
+        """``image``, or the same photo decoded again finer where a face would be enlarged into its chip."""
         downscale = max(image.factor_x, image.factor_y)
-        found = self.detector.detect(image.pixels, downscale=downscale)
-        chips = [face_chip(image.pixels, d, size=size, downscale=downscale) for d in found]
-        if image.pixels.shape[:2] != (height, width):
-            found = [
-                d.rescaled(factor_x=image.factor_x, factor_y=image.factor_y, width=width, height=height) for d in found
-            ]
-        return found, chips
+        # chip_shrink is photo pixels per chip pixel: the decoded pixels must be at least that fine.
+        needed = max(
+            (1 / chip_shrink(d, size=self.classifier.input_size, downscale=downscale) for d in found), default=0
+        )
+        if image.source is None or needed * downscale <= 1:
+            return image
+        scale = min(1.0, needed)
+        return decode_image(image.source, max_pixels=self.settings.max_pixels, min_scale=lambda width, height: scale)
 
     def _face(self, detection: Detection, probabilities: np.ndarray) -> Face:
         index = int(np.argmax(probabilities))
@@ -165,3 +184,10 @@ class FaceGender:
             probabilities={label: float(p) for label, p in zip(LABELS, probabilities, strict=True)},
             model_version=self.model_version,
         )
+
+
+def _moved(detection: Detection, factor_x: float, factor_y: float, width: int, height: int) -> Detection:
+    """``detection`` scaled by the factors into a ``width`` x ``height`` image; itself where both are 1."""
+    if factor_x == factor_y == 1:
+        return detection
+    return detection.rescaled(factor_x=factor_x, factor_y=factor_y, width=width, height=height)
