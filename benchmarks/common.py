@@ -95,16 +95,20 @@ def wait_until_ready(
     raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s:\n{output()}")
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state, field 3, first); None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _children(pid: int) -> list[int]:
     """Every descendant of ``pid``, from ``/proc``."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)):
+            parents[int(entry.name)] = int(fields[1])
     found, frontier = [], [pid]
     while frontier:
         current = frontier.pop()
@@ -119,11 +123,8 @@ def cpu_seconds(pid: int) -> dict[int, float]:
     ticks = os.sysconf("SC_CLK_TCK")
     times: dict[int, float] = {}
     for member in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        times[member] = (int(fields[11]) + int(fields[12])) / ticks  # utime and stime, fields 14 and 15
+        if fields := _stat_fields(member):
+            times[member] = (int(fields[11]) + int(fields[12])) / ticks  # utime and stime, fields 14 and 15
     return times
 
 

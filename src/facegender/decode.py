@@ -55,6 +55,11 @@ class DecodedImage:
         """Full-size pixels per decoded pixel, vertically."""
         return self.height / int(self.pixels.shape[0])
 
+    @property
+    def downscale(self) -> float:
+        """Full-size pixels per decoded pixel, the larger factor: the ``downscale`` that detection and chips take."""
+        return max(self.factor_x, self.factor_y)
+
 
 ImageSource: TypeAlias = (
     str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | NDArray[np.generic] | DecodedImage

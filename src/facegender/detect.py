@@ -123,12 +123,15 @@ class BlazeFaceDetector:
     def smallest_face(self, width: int, height: int, *, downscale: float = 1.0) -> float:
         """The side, in pixels, of the smallest face searched for in a ``width`` x ``height`` image
         (``downscale`` as for :meth:`detect`)."""
-        sides = [float(max(width, height)), *self._fine_sides(width, height, downscale=downscale)]
-        return min(sides) * self._findable_fraction
+        return self._finest_side(width, height, downscale=downscale) * self._findable_fraction
 
     def finest_scale(self, width: int, height: int) -> float:
         """Input pixels per image pixel in the finest pass over a full-size ``width`` x ``height`` image."""
-        return self.input_size / min([float(max(width, height)), *self._fine_sides(width, height, downscale=1.0)])
+        return self.input_size / self._finest_side(width, height, downscale=1.0)
+
+    def _finest_side(self, width: int, height: int, *, downscale: float) -> float:
+        """The side of the image window that the finest pass shows as 128 pixels."""
+        return min([float(max(width, height)), *self._fine_sides(width, height, downscale=downscale)])
 
     def _fine_sides(self, width: int, height: int, *, downscale: float) -> list[float]:
         """The window sides of the finer scales: each next one halves the side, for twice the resolution."""

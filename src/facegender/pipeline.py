@@ -149,14 +149,16 @@ class FaceGender:
         if not detect:
             whole = Detection(box=Box(0, 0, width, height), score=1.0, bounds=(0.0, 0.0, float(width), float(height)))
             return [whole], [whole_image_chip(image.pixels, size=size)]
-        found = self.detector.detect(image.pixels, downscale=max(image.factor_x, image.factor_y))
+        found = self.detector.detect(image.pixels, downscale=image.downscale)
         cut_from = self._fine_enough_for_chips(image, found)
         cut_height, cut_width = cut_from.pixels.shape[:2]
         factor_x, factor_y = image.factor_x / cut_from.factor_x, image.factor_y / cut_from.factor_y
-        downscale = max(cut_from.factor_x, cut_from.factor_y)
         chips = [
             face_chip(
-                cut_from.pixels, _moved(d, factor_x, factor_y, cut_width, cut_height), size=size, downscale=downscale
+                cut_from.pixels,
+                _moved(d, factor_x, factor_y, cut_width, cut_height),
+                size=size,
+                downscale=cut_from.downscale,
             )
             for d in found
         ]
@@ -164,12 +166,11 @@ class FaceGender:
 
     def _fine_enough_for_chips(self, image: DecodedImage, found: list[Detection]) -> DecodedImage:
         """``image``, or the same photo decoded again finer where a face would be enlarged into its chip."""
-        downscale = max(image.factor_x, image.factor_y)
         # chip_shrink is photo pixels per chip pixel: the decoded pixels must be at least that fine.
         needed = max(
-            (1 / chip_shrink(d, size=self.classifier.input_size, downscale=downscale) for d in found), default=0
+            (1 / chip_shrink(d, size=self.classifier.input_size, downscale=image.downscale) for d in found), default=0
         )
-        if image.source is None or needed * downscale <= 1:
+        if image.source is None or needed * image.downscale <= 1:
             return image
         scale = min(1.0, needed)
         return decode_image(image.source, max_pixels=self.settings.max_pixels, min_scale=lambda width, height: scale)
