@@ -16,6 +16,7 @@ from facegender.data import load_dataset
 from facegender.decode import load_image
 from facegender.detect import BlazeFaceDetector, _Pyramid
 from facegender.evaluate import portrait_collages
+from facegender.results import Detection
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +126,43 @@ def test_a_busy_side_thread_means_passes_in_turn_not_a_wait(portrait_path: Path)
     expected = detector.detect(image)
     with detector._side_thread_free:  # as while another photo's pass runs there
         assert detector.detect(image) == expected
+
+
+def test_the_first_look_is_the_whole_photo_pass_given_while_the_finer_passes_run(shared_data: Path) -> None:
+    detector = BlazeFaceDetector()
+    items = load_dataset(shared_data / "portraits")[:40]
+    images = [image for image in (load_image(item.path) for item in items) if min(image.shape[:2]) >= 400]
+    kept = 0
+    for image in images:
+        looks: list[list[Detection]] = []
+        final = detector.detect(image, on_first_look=looks.append)
+        (first,) = looks  # once per photo, and before the answer
+        assert first and first == sorted(first, key=lambda d: d.box.area, reverse=True)
+        kept += final[0] in first
+        with detector._side_thread_free:  # passes in turn: nothing to fill the wait with, so no first look
+            assert detector.detect(image, on_first_look=looks.append) == final and len(looks) == 1
+    # The finer passes mostly leave a portrait's face to the whole-photo pass, or the first look would not pay.
+    assert kept >= len(images) * 0.7
+
+
+def test_a_photo_searched_once_has_no_first_look(detector: BlazeFaceDetector) -> None:
+    looks: list[list[Detection]] = []
+    detector.detect(np.zeros((300, 200, 3), np.uint8), on_first_look=looks.append)
+    assert looks == []
+
+
+def test_a_failing_first_look_leaves_the_detector_usable(portrait_path: Path) -> None:
+    detector = BlazeFaceDetector()
+    image = load_image(portrait_path)
+    expected = detector.detect(image)
+
+    def fail(first: list[Detection]) -> None:
+        raise RuntimeError("caller's bug")
+
+    with pytest.raises(RuntimeError, match="caller's bug"):
+        detector.detect(image, on_first_look=fail)
+    assert not detector._side_thread_free.locked()
+    assert detector.detect(image) == expected
 
 
 def test_threads_sharing_one_detector_get_each_photo_s_own_faces(shared_data: Path) -> None:

@@ -40,6 +40,19 @@ def test_batch_equals_one_by_one(portraits: list[Path], face_gender: FaceGender)
         assert [f.probability for f in faces] == pytest.approx([f.probability for f in single], abs=1e-5)
 
 
+def test_faces_classified_at_the_detector_s_first_look_get_the_same_answer(shared_data: Path) -> None:
+    face_gender = FaceGender()
+    paths = [item.path for item in load_dataset(shared_data / "portraits")[:40]]
+    early = 0
+    for path in paths:
+        faces = face_gender.predict(path)
+        early += len(face_gender._locate(face_gender.decode(path), detect=True).classified)
+        with face_gender.detector._side_thread_free:  # passes in turn: no first look, every chip after detection
+            assert face_gender._locate(face_gender.decode(path), detect=True).classified == {}
+            assert face_gender.predict(path) == faces
+    assert early >= len(paths) // 3
+
+
 def test_batch_returns_errors_in_place_or_raises(portrait_path: Path, face_gender: FaceGender) -> None:
     results = face_gender.predict_batch([b"not an image", portrait_path], return_exceptions=True)
     assert isinstance(results[0], InvalidImageError)
@@ -52,10 +65,10 @@ def test_an_unexpected_failure_costs_only_its_image(portrait_path: Path, monkeyp
     fg = FaceGender(settings=Settings(threads=1))
     detect = fg.detector.detect
 
-    def fragile(pixels: np.ndarray, *, downscale: float = 1.0) -> list[Detection]:
+    def fragile(pixels: np.ndarray, **options: Any) -> list[Detection]:
         if pixels.shape[:2] == (31, 29):
             raise RuntimeError("detector crashed")
-        return detect(pixels, downscale=downscale)
+        return detect(pixels, **options)
 
     monkeypatch.setattr(fg.detector, "detect", fragile)
     cursed = np.zeros((31, 29, 3), np.uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -103,19 +104,38 @@ class BlazeFaceDetector:
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
 
-    def detect(self, image: RGBImage, *, downscale: float = 1.0) -> list[Detection]:
+    def detect(
+        self,
+        image: RGBImage,
+        *,
+        downscale: float = 1.0,
+        on_first_look: Callable[[list[Detection]], None] | None = None,
+    ) -> list[Detection]:
         """All faces in ``image``, largest first.
 
         ``downscale`` is how many pixels of the original photo each pixel of ``image`` stands for (a JPEG
         decoded at reduced scale), so that ``min_face_size`` keeps meaning pixels of the original.
+
+        While the finer passes run beside this thread, ``on_first_look`` is called in it with the faces of
+        the whole-image pass alone, so that the caller can start on them: a face that the finer passes do
+        not change comes back from this method equal to the one given there.
         """
         height, width = image.shape[:2]
         pyramid = _Pyramid(image)
         views = [self._letterbox(width, height, margin=1.0)]
         views += [self._fine(width, height, side) for side in self._fine_sides(width, height, downscale=downscale)]
-        candidates = self._run_all(pyramid, views)
+
+        def first_look(candidates: list[tuple[float, FloatArray]]) -> None:
+            if on_first_look is not None:
+                on_first_look(self._faces(candidates, width, height))
+
+        candidates = self._run_all(pyramid, views, first_look=first_look)
         if not candidates:
             candidates = self._run_all(pyramid, [self._letterbox(width, height, margin=1.6)])
+        return self._faces(candidates, width, height)
+
+    def _faces(self, candidates: list[tuple[float, FloatArray]], width: int, height: int) -> list[Detection]:
+        """The candidates merged into faces, largest first."""
         merged = _drop_contained(self._merge(candidates), self._containment)
         detections = [self._to_detection(score, geometry, width, height) for score, geometry in merged]
         return sorted(detections, key=lambda d: d.box.area, reverse=True)
@@ -180,15 +200,27 @@ class BlazeFaceDetector:
         blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 127.5, mean=(127.5, 127.5, 127.5))
         return np.asarray(blob, dtype=np.float32)
 
-    def _run_all(self, pyramid: _Pyramid, views: list[_Pass]) -> list[tuple[float, FloatArray]]:
-        """Candidate faces of all ``views``; the first runs in this thread, the rest beside it when allowed."""
+    def _run_all(
+        self,
+        pyramid: _Pyramid,
+        views: list[_Pass],
+        *,
+        first_look: Callable[[list[tuple[float, FloatArray]]], None] | None = None,
+    ) -> list[tuple[float, FloatArray]]:
+        """Candidate faces of all ``views``; the first runs in this thread, the rest beside it when allowed,
+        and then ``first_look`` gets the first view's candidates while the rest still run."""
         inputs = [self._input(pyramid, view) for view in views]
         if self._side_thread is None or len(views) == 1 or not self._side_thread_free.acquire(blocking=False):
             return self._run_each(inputs, views)
         try:
             beside = self._side_thread.submit(self._run_each, inputs[1:], views[1:])
             candidates = self._run(inputs[0], views[0])
-            return candidates + beside.result()
+            try:
+                if first_look is not None:
+                    first_look(candidates)
+            finally:
+                candidates += beside.result()  # also when first_look failed: the side thread must be done
+            return candidates
         finally:
             self._side_thread_free.release()
 

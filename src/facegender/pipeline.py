@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from facegender.align import chip_shrink, face_chip, whole_image_chip
 from facegender.classify import GenderClassifier
@@ -117,7 +119,7 @@ class FaceGender:
     def _predict_batch(
         self, images: Sequence[ImageSource], *, detect: bool, return_exceptions: bool
     ) -> list[list[Face] | FaceGenderError]:
-        located: list[list[Detection] | FaceGenderError] = []
+        located: list[_Located | FaceGenderError] = []
         chips: list[RGBImage] = []
         for source in images:
             try:
@@ -127,53 +129,79 @@ class FaceGender:
                     raise
                 located.append(error)
                 continue
-            detections, image_chips = self._locate(decoded, detect=detect)
-            located.append(detections)
-            chips.extend(image_chips)
-        probabilities = self.classifier.predict(np.stack(chips)) if chips else np.zeros((0, 2), np.float32)
+            faces = self._locate(decoded, detect=detect)
+            located.append(faces)
+            chips.extend(faces.chips)
+        classified = iter(self.classifier.predict(np.stack(chips)) if chips else ())
         results: list[list[Face] | FaceGenderError] = []
-        cursor = 0
         for entry in located:
             if isinstance(entry, FaceGenderError):
                 results.append(entry)
                 continue
-            results.append([self._face(d, p) for d, p in zip(entry, probabilities[cursor:], strict=False)])
-            cursor += len(entry)
+            results.append(
+                [
+                    self._face(d, entry.classified[i] if i in entry.classified else next(classified))
+                    for i, d in enumerate(entry.detections)
+                ]
+            )
         return results
 
-    def _locate(self, image: DecodedImage, *, detect: bool) -> tuple[list[Detection], list[RGBImage]]:
-        """Faces in full-size pixels, and their chips: cut from the decoded pixels, or from the photo decoded
-        again finer where those are too coarse for a face."""
+    def _locate(self, image: DecodedImage, *, detect: bool) -> _Located:
+        """Faces in full-size pixels, and the chips of those still to classify: cut from the decoded pixels,
+        or from the photo decoded again finer where those are too coarse for a face."""
         size = self.classifier.input_size
         width, height = image.width, image.height
         if not detect:
             whole = Detection(box=Box(0, 0, width, height), score=1.0, bounds=(0.0, 0.0, float(width), float(height)))
-            return [whole], [whole_image_chip(image.pixels, size=size)]
-        found = self.detector.detect(image.pixels, downscale=image.downscale)
+            return _Located(detections=[whole], chips=[whole_image_chip(image.pixels, size=size)], classified={})
+        first_answers: dict[Detection, NDArray[np.float32]] = {}
+
+        def classify_first_look(first: list[Detection]) -> None:
+            # Fills the wait for the detector's finer passes; a face they leave alone keeps this answer.
+            if first and self._chips_from_decoded(image, first):
+                answers = self.classifier.predict(np.stack(self._chips(image, image, first)))
+                first_answers.update(zip(first, answers, strict=True))
+
+        found = self.detector.detect(image.pixels, downscale=image.downscale, on_first_look=classify_first_look)
         cut_from = self._fine_enough_for_chips(image, found)
+        classified = {i: first_answers[d] for i, d in enumerate(found) if cut_from is image and d in first_answers}
+        unclassified = [d for i, d in enumerate(found) if i not in classified]
+        return _Located(
+            detections=[_moved(d, image.factor_x, image.factor_y, width, height) for d in found],
+            chips=self._chips(image, cut_from, unclassified),
+            classified=classified,
+        )
+
+    def _chips(self, image: DecodedImage, cut_from: DecodedImage, found: list[Detection]) -> list[RGBImage]:
+        """The chips of ``found`` (faces in ``image``'s pixels), cut from ``cut_from``: the same photo."""
         cut_height, cut_width = cut_from.pixels.shape[:2]
         factor_x, factor_y = image.factor_x / cut_from.factor_x, image.factor_y / cut_from.factor_y
-        chips = [
+        return [
             face_chip(
                 cut_from.pixels,
                 _moved(d, factor_x, factor_y, cut_width, cut_height),
-                size=size,
+                size=self.classifier.input_size,
                 downscale=cut_from.downscale,
             )
             for d in found
         ]
-        return [_moved(d, image.factor_x, image.factor_y, width, height) for d in found], chips
 
     def _fine_enough_for_chips(self, image: DecodedImage, found: list[Detection]) -> DecodedImage:
         """``image``, or the same photo decoded again finer where a face would be enlarged into its chip."""
-        # chip_shrink is photo pixels per chip pixel: the decoded pixels must be at least that fine.
-        needed = max(
-            (1 / chip_shrink(d, size=self.classifier.input_size, downscale=image.downscale) for d in found), default=0
-        )
-        if image.source is None or needed * image.downscale <= 1:
+        if image.source is None or self._chips_from_decoded(image, found):
             return image
-        scale = min(1.0, needed)
+        scale = min(1.0, self._chip_scale(image, found))
         return decode_image(image.source, max_pixels=self.settings.max_pixels, min_scale=lambda width, height: scale)
+
+    def _chips_from_decoded(self, image: DecodedImage, found: list[Detection]) -> bool:
+        """Whether the chips of ``found`` are cut from ``image``'s own pixels."""
+        return image.source is None or self._chip_scale(image, found) * image.downscale <= 1
+
+    def _chip_scale(self, image: DecodedImage, found: list[Detection]) -> float:
+        """The decoding scale at which no face of ``found`` is enlarged into its chip."""
+        # chip_shrink is photo pixels per chip pixel: the decoded pixels must be at least that fine.
+        size = self.classifier.input_size
+        return max((1 / chip_shrink(d, size=size, downscale=image.downscale) for d in found), default=0)
 
     def _face(self, detection: Detection, probabilities: np.ndarray) -> Face:
         index = int(np.argmax(probabilities))
@@ -185,6 +213,15 @@ class FaceGender:
             probabilities={label: float(p) for label, p in zip(LABELS, probabilities, strict=True)},
             model_version=self.model_version,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    """One photo's faces, largest first; ``chips`` are those of the faces not in ``classified``, in order."""
+
+    detections: list[Detection]
+    chips: list[RGBImage]
+    classified: dict[int, NDArray[np.float32]]
 
 
 def _moved(detection: Detection, factor_x: float, factor_y: float, width: int, height: int) -> Detection:
