@@ -97,10 +97,10 @@ def test_an_unexpected_failure_fails_only_its_photo(monkeypatch: pytest.MonkeyPa
             detector = app.state.facegender.detector
             detect = detector.detect
 
-            def fragile(pixels: np.ndarray, *, downscale: float = 1.0) -> Any:
+            def fragile(pixels: np.ndarray, **options: Any) -> Any:
                 if pixels.shape[:2] == (31, 29):
                     raise RuntimeError("secret internals")
-                return detect(pixels, downscale=downscale)
+                return detect(pixels, **options)
 
             monkeypatch.setattr(detector, "detect", fragile)
             files = [
