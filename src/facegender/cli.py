@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--frozen-layers", type=int, default=2, help="leading backbone blocks kept at their ImageNet weights"
     )
+    train.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],  # training.train.Precision (its module needs torch)
+        default="float32",
+        help="bfloat16: mixed-precision steps, about twice as fast on CPUs with AVX-512 BF16 or AMX",
+    )
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
@@ -245,6 +251,7 @@ def _train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         model_version=args.model_version,
         frozen_layers=args.frozen_layers,
+        precision=args.precision,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(f"wrote {result.model_path} (best epoch {result.best_epoch}, temperature {result.temperature:.3f})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -15,12 +16,16 @@ import torch
 from facegender.classify import GenderClassifier
 from facegender.cli import _parser
 from facegender.training.network import GenderNet
-from facegender.training.train import TrainConfig, _blur_some, _erase_some, fit_temperature, train
+from facegender.training.train import Precision, TrainConfig, _blur_some, _erase_some, fit_temperature, train
 
 
 @pytest.mark.slow
-def test_one_epoch_on_64_images_exports_a_loadable_model(shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", get_args(Precision))
+def test_one_epoch_on_64_images_exports_a_loadable_model(
+    shared_data: Path, tmp_path: Path, precision: Precision
+) -> None:
     config = TrainConfig(
+        precision=precision,
         data=shared_data / "utkface",
         out=tmp_path / "model",
         epochs=1,
@@ -101,3 +106,13 @@ def test_the_train_command_defaults_to_the_training_config() -> None:
     assert args.seed == defaults.seed
     assert args.model_version == defaults.model_version
     assert args.frozen_layers == defaults.frozen_layers
+    assert args.precision == defaults.precision
+
+
+def test_the_train_command_offers_every_precision(capsys: pytest.CaptureFixture[str]) -> None:
+    required = ["train", "--data", "data", "--out", "out"]
+    for precision in get_args(Precision):
+        assert _parser().parse_args([*required, "--precision", precision]).precision == precision
+    with pytest.raises(SystemExit):
+        _parser().parse_args([*required, "--precision", "float16"])
+    assert "invalid choice" in capsys.readouterr().err
