@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "--precision",
         choices=["float32", "bfloat16"],  # training.train.Precision (its module needs torch)
         default="float32",
-        help="bfloat16: mixed-precision steps, about twice as fast on CPUs with AVX-512 BF16 or AMX",
+        help="bfloat16: mixed-precision steps, faster on CPUs with AVX-512 BF16 or AMX",
     )
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
