@@ -124,11 +124,7 @@ class BlazeFaceDetector:
         pyramid = _Pyramid(image)
         views = [self._letterbox(width, height, margin=1.0)]
         views += [self._fine(width, height, side) for side in self._fine_sides(width, height, downscale=downscale)]
-
-        def first_look(candidates: list[tuple[float, FloatArray]]) -> None:
-            if on_first_look is not None:
-                on_first_look(self._faces(candidates, width, height))
-
+        first_look = None if on_first_look is None else lambda first: on_first_look(self._faces(first, width, height))
         candidates = self._run_all(pyramid, views, first_look=first_look)
         if not candidates:
             candidates = self._run_all(pyramid, [self._letterbox(width, height, margin=1.6)])

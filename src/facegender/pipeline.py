@@ -164,7 +164,8 @@ class FaceGender:
 
         found = self.detector.detect(image.pixels, downscale=image.downscale, on_first_look=classify_first_look)
         cut_from = self._fine_enough_for_chips(image, found)
-        classified = {i: first_answers[d] for i, d in enumerate(found) if cut_from is image and d in first_answers}
+        reusable = first_answers if cut_from is image else {}  # (first-look chips were cut from image)
+        classified = {i: reusable[d] for i, d in enumerate(found) if d in reusable}
         unclassified = [d for i, d in enumerate(found) if i not in classified]
         return _Located(
             detections=[_moved(d, image.factor_x, image.factor_y, width, height) for d in found],
