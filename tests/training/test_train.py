@@ -48,6 +48,8 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(
     assert len(result.history) == 1
     summary = json.loads((tmp_path / "model" / "training.json").read_text())
     assert summary["counts"]["train"] + summary["counts"]["test"] > 0
+    expected_device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    assert (summary["device"], summary["torch"]) == (expected_device, torch.__version__)
     classifier = GenderClassifier(model_path=result.model_path)
     assert classifier.input_size == config.image_size
     size = config.image_size

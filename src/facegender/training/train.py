@@ -251,8 +251,9 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="img", disable=None) as bar:
             for start in range(0, len(order), config.batch_size):
                 index = order[start : start + config.batch_size]
-                x = _augment(chips[index].permute(0, 3, 1, 2).float() / 255, generator)
-                x = _normalise((x * 255).permute(0, 2, 3, 1)).to(device).contiguous(memory_format=layout)
+                # Augmented where the network runs: on a GPU the CPU would otherwise be the bottleneck.
+                x = _augment(chips[index].to(device).permute(0, 3, 1, 2).float() / 255, generator)
+                x = _normalise((x * 255).permute(0, 2, 3, 1)).contiguous(memory_format=layout)
                 y = targets[index].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     logits = net(x)
@@ -302,6 +303,8 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     result = TrainResult(model_path, temperature, best_epoch, history, counts)
     summary = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
         "pretrained_weights": str(weights) if weights else None,
         "temperature": temperature,
         "best_epoch": best_epoch,
