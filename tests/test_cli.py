@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -118,3 +119,22 @@ def test_serve_with_a_missing_model_stops_with_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert result.stderr.strip().count("\n") == 0 and "model_unavailable" in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_details_the_chosen_split(utkface_subset: Callable[[int], Path], tmp_path: Path) -> None:
+    subset, out = utkface_subset(200), tmp_path / "report"
+    result = run_cli(
+        "evaluate", "--data", str(subset), "--out", str(out), "--split", "val", "--cache-dir", str(tmp_path / "cache")
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detailed_split"] == "val"
+    assert "test" not in metrics
+    assert sum(row["count"] for row in metrics["val"]["by_age_band"].values()) == metrics["splits"]["val"]["count"]
+    report = (out / "report.md").read_text()
+    assert "## Validation split" in report
+    assert "## Test split" not in report
+    refused = run_cli("evaluate", "--data", str(subset), "--out", str(out), "--split", "validation")
+    assert refused.returncode == 2
+    assert "invalid choice" in refused.stderr

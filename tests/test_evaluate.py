@@ -39,5 +39,8 @@ def test_evaluate_writes_metrics_report_and_plots(utkface_subset: Callable[[int]
     assert set(metrics["test"]["by_age_band"]) == {"0-2", "3-9", "10-17", "18-29", "30-44", "45-59", "60+"}
     for name in ("report.md", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+    assert metrics["detailed_split"] == "test"
+    assert sum(row["count"] for row in metrics["test"]["by_age_band"].values()) == metrics["splits"]["test"]["count"]
     assert "| test |" in result.report_path.read_text()
+    assert "## Test split" in result.report_path.read_text()
     assert render_report(metrics) == result.report_path.read_text()

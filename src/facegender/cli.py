@@ -16,11 +16,12 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from pydantic import ValidationError
 
 from facegender.batch import DEFAULT_CHUNK_SIZE, DEFAULT_POOL, ENGINES, FORMATS, POOLS, run_batch
+from facegender.data import Split
 from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
 
 if TYPE_CHECKING:
@@ -89,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True)
     evaluate.add_argument("--portraits", type=Path, help="labelled uncropped photos for the end-to-end check")
     evaluate.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    evaluate.add_argument(
+        "--split",
+        choices=get_args(Split),
+        default="test",
+        help="split for the groups, calibration and confusion matrix (compare models on val; report on test)",
+    )
 
     quantize = commands.add_parser("quantize", help="write an int8 copy of a gender model, checked on validation")
     quantize.add_argument("--model", type=Path, required=True, help="float ONNX model")
@@ -272,6 +279,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             portraits=args.portraits,
             cache_dir=args.cache_dir,
             progress=bar.update,
+            split=args.split,
         )
     print(result.report_path.read_text())
     print(f"wrote {result.metrics_path} and {result.report_path}")

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from facegender.chips import make_chips
 from facegender.classify import GenderClassifier
-from facegender.data import AGE_BANDS, LabeledImage, age_band, load_dataset
+from facegender.data import AGE_BANDS, LabeledImage, Split, age_band, load_dataset
 from facegender.decode import load_image
 from facegender.pipeline import FaceGender
 from facegender.results import LABELS
@@ -29,6 +29,7 @@ __all__ = ["EvaluationResult", "evaluate", "expected_calibration_error", "portra
 
 ECE_BINS = 10
 Progress = Callable[[int], None]
+SPLIT_NAMES: dict[Split, str] = {"train": "train", "val": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,14 @@ def evaluate(
     portraits: Path | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    split: Split = "test",
 ) -> EvaluationResult:
-    """Evaluate ``model`` on every split of ``data`` (and end to end on ``portraits``); write the report."""
+    """Evaluate ``model`` on every split of ``data`` (and end to end on ``portraits``); write the report.
+
+    Accuracy and loss are given for every split; the rest (groups, calibration, classification report,
+    confusion matrix) for ``split`` alone, under ``metrics[split]``. ``split="val"`` compares candidate models
+    without looking at the test split, which is kept for the final report.
+    """
     classifier = GenderClassifier(model_path=model)
     items = load_dataset(data)
     chip_set = make_chips(
@@ -164,36 +171,40 @@ def evaluate(
         "data": str(data),
         "splits": {},
     }
-    for split in ("train", "val", "test"):
-        mask = splits == split
-        metrics["splits"][split] = {
+    for name in SPLIT_NAMES:
+        mask = splits == name
+        metrics["splits"][name] = {
             "count": int(mask.sum()),
             "accuracy": float(correct[mask].mean()) if mask.any() else math.nan,
             "loss": float(nll[mask].mean()) if mask.any() else math.nan,
             "face_found": float(chip_set.found[mask].mean()) if mask.any() else math.nan,
         }
-    test = splits == "test"
-    test_items = [item for item, is_test in zip(items, test, strict=True) if is_test]
-    t_targets, t_predicted, t_correct = targets[test], predicted[test], correct[test]
-    adult = np.array([item.is_adult is True for item in test_items])
-    child = np.array([item.is_adult is False for item in test_items])
-    races = sorted({item.race for item in test_items if item.race})
-    race_of = np.array([item.race or "" for item in test_items])
-    band_of = np.array([age_band(item.age) or "" for item in test_items])
-    confidence = probabilities[test].max(axis=1)
-    ece, bins = expected_calibration_error(confidence, t_predicted == t_targets)
-    by_race = {race: _accuracy(race_of == race, t_correct) for race in races}
-    by_race_adults = {race: _accuracy((race_of == race) & adult, t_correct) for race in races}
-    metrics["test"] = {
-        "accuracy": float(t_correct.mean()) if len(t_correct) else math.nan,
-        "adults": _accuracy(adult, t_correct),
-        "children": _accuracy(child, t_correct),
+    chosen = splits == split
+    chosen_items = [item for item, is_chosen in zip(items, chosen, strict=True) if is_chosen]
+    split_targets, split_predicted, split_correct = targets[chosen], predicted[chosen], correct[chosen]
+    adult = np.array([item.is_adult is True for item in chosen_items])
+    child = np.array([item.is_adult is False for item in chosen_items])
+    races = sorted({item.race for item in chosen_items if item.race})
+    race_of = np.array([item.race or "" for item in chosen_items])
+    band_of = np.array([age_band(item.age) or "" for item in chosen_items])
+    confidence = probabilities[chosen].max(axis=1)
+    ece, bins = expected_calibration_error(confidence, split_predicted == split_targets)
+    by_race = {race: _accuracy(race_of == race, split_correct) for race in races}
+    by_race_adults = {race: _accuracy((race_of == race) & adult, split_correct) for race in races}
+    metrics["detailed_split"] = split
+    metrics[split] = {
+        "accuracy": float(split_correct.mean()) if len(split_correct) else math.nan,
+        "adults": _accuracy(adult, split_correct),
+        "children": _accuracy(child, split_correct),
         "by_race": by_race,
         "by_race_adults": by_race_adults,
         "worst_race_adults": min(by_race_adults.items(), key=lambda kv: kv[1]["accuracy"])[0] if races else None,
-        "by_age_band": {name: _accuracy(band_of == name, t_correct) for _, _, name in AGE_BANDS},
-        "classification_report": _classification_report(t_targets, t_predicted),
-        "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_predicted": _confusion(t_targets, t_predicted)},
+        "by_age_band": {name: _accuracy(band_of == name, split_correct) for _, _, name in AGE_BANDS},
+        "classification_report": _classification_report(split_targets, split_predicted),
+        "confusion_matrix": {
+            "labels": list(LABELS),
+            "rows_true_cols_predicted": _confusion(split_targets, split_predicted),
+        },
         "ece": ece,
         "reliability_bins": bins,
     }
@@ -201,8 +212,9 @@ def evaluate(
         settings = Settings(classifier_path=model)
         metrics["portraits"] = _portrait_metrics(FaceGender(settings=settings), portraits)
     out.mkdir(parents=True, exist_ok=True)
-    _plot_confusion(metrics["test"]["confusion_matrix"]["rows_true_cols_predicted"], out / "confusion_matrix.png")
-    _plot_reliability(bins, ece, out / "reliability.png")
+    matrix = metrics[split]["confusion_matrix"]["rows_true_cols_predicted"]
+    _plot_confusion(matrix, SPLIT_NAMES[split], out / "confusion_matrix.png")
+    _plot_reliability(bins, ece, SPLIT_NAMES[split], out / "reliability.png")
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     report_path = out / "report.md"
@@ -216,7 +228,8 @@ def _pct(value: float) -> str:
 
 def render_report(metrics: dict[str, Any]) -> str:
     """The Markdown report; also what the README's Model section shows."""
-    test = metrics["test"]
+    split = metrics["detailed_split"]
+    detail, name = metrics[split], SPLIT_NAMES[split]
     lines = [
         f"# Evaluation of {metrics['model']['name']} {metrics['model']['version']}",
         "",
@@ -226,28 +239,29 @@ def render_report(metrics: dict[str, Any]) -> str:
         "| split | images | accuracy | loss | face found |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for split, name in (("train", "train"), ("val", "validation"), ("test", "test")):
-        row = metrics["splits"][split]
+    for each, each_name in SPLIT_NAMES.items():
+        row = metrics["splits"][each]
         lines.append(
-            f"| {name} | {row['count']} | {_pct(row['accuracy'])} | {_pct(row['loss'])} | {_pct(row['face_found'])} |"
+            f"| {each_name} | {row['count']} | {_pct(row['accuracy'])} | {_pct(row['loss'])} | "
+            f"{_pct(row['face_found'])} |"
         )
     lines += [
         "",
-        "## Test split",
+        f"## {name.capitalize()} split",
         "",
         "| measure | accuracy | images |",
         "| --- | ---: | ---: |",
-        f"| all ages | {_pct(test['accuracy'])} | {metrics['splits']['test']['count']} |",
-        f"| adults (18+) | {_pct(test['adults']['accuracy'])} | {test['adults']['count']} |",
-        f"| children (<18) | {_pct(test['children']['accuracy'])} | {test['children']['count']} |",
+        f"| all ages | {_pct(detail['accuracy'])} | {metrics['splits'][split]['count']} |",
+        f"| adults (18+) | {_pct(detail['adults']['accuracy'])} | {detail['adults']['count']} |",
+        f"| children (<18) | {_pct(detail['children']['accuracy'])} | {detail['children']['count']} |",
     ]
-    worst = test["worst_race_adults"]
+    worst = detail["worst_race_adults"]
     if worst:
         lines.append(
-            f"| worst race group among adults ({worst}) | {_pct(test['by_race_adults'][worst]['accuracy'])} | "
-            f"{test['by_race_adults'][worst]['count']} |"
+            f"| worst race group among adults ({worst}) | {_pct(detail['by_race_adults'][worst]['accuracy'])} | "
+            f"{detail['by_race_adults'][worst]['count']} |"
         )
-    lines.append(f"| expected calibration error (10 bins) | {test['ece']:.4f} | |")
+    lines.append(f"| expected calibration error (10 bins) | {detail['ece']:.4f} | |")
     if "portraits" in metrics:
         portraits = metrics["portraits"]
         lines += [
@@ -259,34 +273,34 @@ def render_report(metrics: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "### By race (test)",
+        f"### By race ({name})",
         "",
         "| race | all ages | images | adults | images |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for race, row in test["by_race"].items():
-        adult_row = test["by_race_adults"][race]
+    for race, row in detail["by_race"].items():
+        adult_row = detail["by_race_adults"][race]
         lines.append(
             f"| {race} | {_pct(row['accuracy'])} | {row['count']} | {_pct(adult_row['accuracy'])} | "
             f"{adult_row['count']} |"
         )
-    lines += ["", "### By age band (test)", "", "| age | accuracy | images |", "| --- | ---: | ---: |"]
-    lines += [f"| {band} | {_pct(row['accuracy'])} | {row['count']} |" for band, row in test["by_age_band"].items()]
+    lines += ["", f"### By age band ({name})", "", "| age | accuracy | images |", "| --- | ---: | ---: |"]
+    lines += [f"| {band} | {_pct(row['accuracy'])} | {row['count']} |" for band, row in detail["by_age_band"].items()]
     lines += [
         "",
-        "### Classification report (test)",
+        f"### Classification report ({name})",
         "",
         "| class | precision | recall | f1 | support |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
-        for name, row in test["classification_report"].items()
+        f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
+        for label, row in detail["classification_report"].items()
     ]
-    matrix = test["confusion_matrix"]["rows_true_cols_predicted"]
+    matrix = detail["confusion_matrix"]["rows_true_cols_predicted"]
     lines += [
         "",
-        "### Confusion matrix (test; rows true, columns predicted)",
+        f"### Confusion matrix ({name}; rows true, columns predicted)",
         "",
         "| | female | male |",
         "| --- | ---: | ---: |",
@@ -299,7 +313,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot_confusion(matrix: list[list[int]], path: Path) -> None:
+def _plot_confusion(matrix: list[list[int]], split_name: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -314,13 +328,13 @@ def _plot_confusion(matrix: list[list[int]], path: Path) -> None:
     axes.set_yticks([0, 1], LABELS)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title("Confusion matrix (test)")
+    axes.set_title(f"Confusion matrix ({split_name})")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
 
 
-def _plot_reliability(bins: list[dict[str, float]], ece: float, path: Path) -> None:
+def _plot_reliability(bins: list[dict[str, float]], ece: float, split_name: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,7 +345,7 @@ def _plot_reliability(bins: list[dict[str, float]], ece: float, path: Path) -> N
     axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", label="model")
     axes.set_xlabel("confidence")
     axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability (test), ECE {ece:.3f}")
+    axes.set_title(f"Reliability ({split_name}), ECE {ece:.3f}")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path)
