@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from facegender.batch import DEFAULT_CHUNK_SIZE, DEFAULT_POOL, ENGINES, FORMATS, POOLS, run_batch
 from facegender.data import Split
 from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
+from facegender.training.config import Precision, TrainConfig
 
 if TYPE_CHECKING:
     from facegender.batch import BatchProgress, BatchSummary
@@ -65,22 +66,25 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the gender model and export it to ONNX")
     train.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
     train.add_argument("--out", type=Path, required=True, help="folder for gender.onnx and training.json")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--image-size", type=int, default=128, help="chip side in pixels")
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    train.add_argument("--image-size", type=int, default=TrainConfig.image_size, help="chip side in pixels")
+    train.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     train.add_argument("--limit", type=int, help="use only this many images (smoke tests)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=TrainConfig.seed)
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
     train.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
-    train.add_argument("--model-version", default="1.2.0")
+    train.add_argument("--model-version", default=TrainConfig.model_version)
     train.add_argument(
-        "--frozen-layers", type=int, default=2, help="leading backbone blocks kept at their ImageNet weights"
+        "--frozen-layers",
+        type=int,
+        default=TrainConfig.frozen_layers,
+        help="leading backbone blocks kept at their ImageNet weights",
     )
     train.add_argument(
         "--precision",
-        choices=["float32", "bfloat16"],  # training.train.Precision (its module needs torch)
-        default="float32",
+        choices=get_args(Precision),
+        default=TrainConfig.precision,
         help="bfloat16: mixed-precision steps, faster on CPUs with AVX-512 BF16 or AMX",
     )
 
@@ -244,7 +248,7 @@ def _extra(name: str, *, purpose: str) -> Iterator[None]:
 
 def _train(args: argparse.Namespace) -> int:
     with _extra("train", purpose="training"):
-        from facegender.training.train import TrainConfig, train
+        from facegender.training.train import train
     config = TrainConfig(
         data=args.data,
         out=args.out,

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -25,39 +24,13 @@ from facegender.classify import CLASSIFIER_INPUT_NAME, CLASSIFIER_OUTPUT_NAME
 from facegender.data import LabeledImage, load_dataset
 from facegender.errors import DatasetError
 from facegender.results import LABELS
+from facegender.training.config import Precision, TrainConfig
 from facegender.training.network import GenderNet, imagenet_weights_path
 
 __all__ = ["EpochRecord", "Precision", "TrainConfig", "TrainResult", "fit_temperature", "train"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# The stem convolution and the first block keep their ImageNet filters (generic edges and colours). Training
-# from the second block on (1.2.0) beat training from the fourth stage on (1.1.0) on validation, at 1.6 times
-# the time per epoch: about an hour on two CPU cores.
-FROZEN_LAYERS = 2
-
-Precision = Literal["float32", "bfloat16"]
-"""The arithmetic of training steps. ``bfloat16`` runs them in mixed precision (weights, batch-norm statistics
-and the optimiser stay float32) on channels-last tensors, the layout oneDNN's bfloat16 kernels work in: an
-epoch took 0.6 times as long on this project's two-core AVX-512 BF16 machine. Validation and export are float32."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: Path
-    out: Path
-    epochs: int = 10
-    batch_size: int = 64
-    image_size: int = 128
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    limit: int | None = None
-    pretrained: bool = True
-    cache_dir: Path | None = None
-    model_version: str = "1.2.0"
-    frozen_layers: int = FROZEN_LAYERS
-    precision: Precision = "float32"
 
 
 @dataclass(frozen=True)
