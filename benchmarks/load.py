@@ -12,14 +12,16 @@ equal its photo's solo answer (status, error code, and the class and probability
 decimals the API gives): a difference means answers crossed between requests. Prints a Markdown table with
 the throughput, the latency percentiles and the server's resident memory (the server process and its worker
 processes) after the warm-up, at its highest during the load and at the end, and how the load's CPU time split
-among the server's processes (with several workers: how evenly the connections were shared); exits 1 if any
-answer was a 5xx, failed or crossed.
+among the server's processes (with several workers: how evenly the connections were shared) and the CPU time
+per request of the server and of the clients (which share its cores); exits 1 if any answer was a 5xx, failed
+or crossed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import signal
@@ -33,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from .client import FormBody, FormClient, NoAnswerError, form_body
 from .common import SHARED, PeakSampler, cpu_seconds, free_port, percentile, resident_bytes, wait_until_ready
 
 START_TIMEOUT_S = 120.0
@@ -44,12 +45,6 @@ MIB = 1024 * 1024
 
 Answer = tuple[Any, ...]
 """What must not change between a photo's solo and concurrent answers."""
-
-
-@dataclass(frozen=True)
-class Photo:
-    name: str
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -65,8 +60,9 @@ def _labelled(folder: Path) -> list[Path]:
         return [folder / row["file"] for row in csv.DictReader(handle)]
 
 
-def choose_photos(count: int, shared: Path = SHARED) -> list[Photo]:
-    """``count`` distinct photos, UTKFace chips and portraits alternately, each spread evenly through its set."""
+def choose_photos(count: int, shared: Path = SHARED) -> list[FormBody]:
+    """``count`` distinct photos as the clients send them, UTKFace chips and portraits alternately, each spread
+    evenly through its set."""
     portraits = _labelled(shared / "portraits")
     chips = _labelled(shared / "utkface")
     from_portraits = min(len(portraits), count // 2)
@@ -76,14 +72,14 @@ def choose_photos(count: int, shared: Path = SHARED) -> list[Photo]:
     mixed: list[Path] = []
     for index in range(max(len(picked_chips), len(picked_portraits))):
         mixed += [group[index] for group in (picked_chips, picked_portraits) if index < len(group)]
-    return [Photo(name=path.name, data=path.read_bytes()) for path in mixed]
+    return [form_body(field="image", filename=path.name, data=path.read_bytes()) for path in mixed]
 
 
-def answer_of(response: httpx.Response) -> Answer:
+def answer_of(status: int, content: bytes) -> Answer:
     """The parts of a response that depend only on the photo."""
-    body = response.json()
-    if response.status_code != 200:
-        return (response.status_code, body.get("error", {}).get("code"))
+    body = json.loads(content)
+    if status != 200:
+        return (status, body.get("error", {}).get("code"))
     faces = tuple(
         (face["class"], face["probability"], tuple(p["probability"] for p in face["predictions"]))
         for face in body["faces"]
@@ -123,14 +119,13 @@ class ServerProcess:
         return code
 
 
-def _request(client: httpx.Client, photos: Sequence[Photo], index: int) -> Outcome:
-    photo = photos[index]
+def _request(client: FormClient, photos: Sequence[FormBody], index: int) -> Outcome:
     started = time.perf_counter()
     try:
-        response = client.post("/api/gender", files={"image": (photo.name, photo.data, "image/jpeg")})
-        answer = answer_of(response)
-        status: int | None = response.status_code
-    except (httpx.HTTPError, ValueError) as error:
+        status: int | None
+        status, content = client.post("/api/gender", photos[index])
+        answer = answer_of(status, content)
+    except (NoAnswerError, ValueError) as error:
         status, answer = None, ("failed", type(error).__name__)
     return Outcome(photo=index, status=status, answer=answer, latency_ms=(time.perf_counter() - started) * 1000)
 
@@ -153,6 +148,10 @@ class Report:
     rss_end: int | None
     cpu_shares: list[float]
     """Each server process's share of the server's CPU time during the load, largest first."""
+    server_cpu_s: float
+    """CPU time of all the server's processes during the load."""
+    client_cpu_s: float
+    """CPU time of this process (the clients) during the load: taken from the cores the server runs on."""
 
     @property
     def memory_growth(self) -> float | None:
@@ -194,6 +193,8 @@ class Report:
                 "share of the server's CPU time by process, during the load",
                 ", ".join(f"{s:.0%}" for s in self.cpu_shares),
             ),
+            ("server CPU time per request, ms", f"{1000 * self.server_cpu_s / self.requests:.2f}"),
+            ("the clients' own CPU time per request, ms", f"{1000 * self.client_cpu_s / self.requests:.2f}"),
         ]
         lines = [
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -212,8 +213,7 @@ def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int
     server = ServerProcess(workers, clients)
     try:
         server.wait_until_ready()
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+        with FormClient(server.url, timeout_s=REQUEST_TIMEOUT_S) as client:
             solo = [_request(client, photos, index) for index in range(len(photos))]
             if any(outcome.status is None or outcome.status >= 500 for outcome in solo):
                 raise RuntimeError(f"a solo request failed: {[o.answer for o in solo if o.status != 200][:5]}")
@@ -223,17 +223,18 @@ def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int
                 list(pool.map(lambda index: _request(client, photos, index), warm_up))
                 rss_warm = resident_bytes(server.process.pid)
                 order = [index % len(photos) for index in range(requests)]
-                cpu_before = cpu_seconds(server.process.pid)
+                cpu_before, client_cpu_before = cpu_seconds(server.process.pid), time.process_time()
                 with PeakSampler(server.process.pid) as sampler:
                     started = time.perf_counter()
                     outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
                     seconds = time.perf_counter() - started
-                cpu_after = cpu_seconds(server.process.pid)
+                cpu_after, client_cpu_s = cpu_seconds(server.process.pid), time.process_time() - client_cpu_before
             rss_end = resident_bytes(server.process.pid)
     finally:
         stop_code = server.stop()
     if stop_code != 0:
         print(f"warning: the server exited with {stop_code} on SIGTERM", file=sys.stderr)
+    server_cpu = {pid: cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after}
     statuses: dict[int, int] = {}
     for outcome in outcomes:
         if outcome.status is not None:
@@ -255,9 +256,11 @@ def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int
         statuses=statuses,
         warmup=warmup,
         rss_warm=rss_warm,
-        rss_peak=sampler.peak,
+        rss_peak=sampler.peak.resident if sampler.peak else None,
         rss_end=rss_end,
-        cpu_shares=_shares({pid: cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after}),
+        cpu_shares=_shares(server_cpu),
+        server_cpu_s=sum(server_cpu.values()),
+        client_cpu_s=client_cpu_s,
     )
 
 

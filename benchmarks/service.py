@@ -2,8 +2,9 @@
 
 For each worker count, both servers run at once; for each number of concurrent clients, the same portraits
 are sent to one and then the other (``POST /api/gender``, multipart ``image``), so that whatever else the
-machine does weighs on both alike. Resident memory is summed over each server's process tree: idle after a
-warm-up, and the highest seen while 16 clients are sending.
+machine does weighs on both alike. Memory is summed over each server's process tree: idle after a warm-up,
+and the highest seen while the clients send (sampled every quarter second). The clients share the cores with
+the servers, so they are kept light: ``benchmarks/client.py`` and ``PeakSampler``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import partial, reduce
+from functools import partial
 from pathlib import Path
 from typing import IO
 
-import httpx
-
-from .common import NO_MEMORY, ROOT, Memory, Row, free_port, percentile, process_memory, wait_until_ready
+from .client import FormBody, FormClient, NoAnswerError, form_body
+from .common import NO_MEMORY, ROOT, Memory, PeakSampler, Row, free_port, percentile, process_memory, wait_until_ready
 
 __all__ = ["CLIENTS", "WORKERS", "Load", "Server", "payloads", "run", "send", "serving"]
 
@@ -34,8 +34,6 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 120.0
 MIB = 1024 * 1024
-# Resident memory is read from /proc every this many requests while the clients send.
-MEMORY_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -96,47 +94,43 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def send(server: Server, photos: Sequence[tuple[str, bytes]], *, clients: int, requests: int) -> Load:
+def send(server: Server, photos: Sequence[FormBody], *, clients: int, requests: int) -> Load:
     """``requests`` requests over ``photos`` in turn from ``clients`` threads.
 
     An answer is 200 (faces) or 422 (no face found: the peer misses some faces); anything else is a failure.
     """
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+    with FormClient(server.url, timeout_s=REQUEST_TIMEOUT_S) as client:
 
-        def one(index: int) -> tuple[float, bool, Memory]:
-            name, data = photos[index % len(photos)]
+        def one(index: int) -> tuple[float, bool]:
             started = time.perf_counter()
             try:
-                status = client.post("/api/gender", files={"image": (name, data, "image/jpeg")}).status_code
+                status, _ = client.post("/api/gender", photos[index % len(photos)])
                 ok = status in (200, 422)
-            except httpx.HTTPError:
+            except NoAnswerError:
                 ok = False
-            latency = (time.perf_counter() - started) * 1000
-            memory = (process_memory(server.process.pid) or NO_MEMORY) if index % MEMORY_EVERY == 0 else NO_MEMORY
-            return latency, ok, memory
+            return (time.perf_counter() - started) * 1000, ok
 
-        with ThreadPoolExecutor(max_workers=clients) as pool:
+        with ThreadPoolExecutor(max_workers=clients) as pool, PeakSampler(server.process.pid) as sampler:
             started = time.perf_counter()
             outcomes = list(pool.map(one, range(requests)))
             seconds = time.perf_counter() - started
     return Load(
         clients=clients,
         seconds=seconds,
-        latencies_ms=[latency for latency, _, _ in outcomes],
-        failures=sum(not ok for _, ok, _ in outcomes),
-        peak_memory=reduce(Memory.peak, (memory for _, _, memory in outcomes), NO_MEMORY),
+        latencies_ms=[latency for latency, _ in outcomes],
+        failures=sum(not ok for _, ok in outcomes),
+        peak_memory=sampler.peak or NO_MEMORY,
     )
 
 
-def _warm_up(server: Server, photos: Sequence[tuple[str, bytes]], workers: int) -> Memory:
+def _warm_up(server: Server, photos: Sequence[FormBody], workers: int) -> Memory:
     """Bring every worker into use, let it settle, and return the idle memory."""
     send(server, photos, clients=2 * workers, requests=8 * workers)
     time.sleep(1.0)
     return process_memory(server.process.pid) or NO_MEMORY
 
 
-def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence[int] = CLIENTS) -> list[Row]:
+def run(*, photos: Sequence[FormBody], requests: int, clients: Sequence[int] = CLIENTS) -> list[Row]:
     """Rows for requests/s and latency at each client count and worker count, then memory."""
     load_rows: list[Row] = []
     memory_rows: list[Row] = []
@@ -176,6 +170,6 @@ def run(*, photos: Sequence[tuple[str, bytes]], requests: int, clients: Sequence
     return load_rows + memory_rows
 
 
-def payloads(paths: Sequence[Path]) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of each photo, as the clients send them."""
-    return [(path.name, path.read_bytes()) for path in paths]
+def payloads(paths: Sequence[Path]) -> list[FormBody]:
+    """Each photo as the clients send it: a form with the file under ``image``, built once."""
+    return [form_body(field="image", filename=path.name, data=path.read_bytes()) for path in paths]

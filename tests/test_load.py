@@ -35,3 +35,6 @@ def test_concurrent_answers_match_the_solo_answers(shared_data: Path) -> None:
         for share in _row(result.stdout, "share of the server's CPU time by process, during the load").split(", ")
     ]
     assert shares == sorted(shares, reverse=True) and 98 <= sum(shares) <= 102 and shares[0] > 50
+    server_ms = float(_row(result.stdout, "server CPU time per request, ms"))
+    client_ms = float(_row(result.stdout, "the clients' own CPU time per request, ms"))
+    assert 0 < client_ms < server_ms
