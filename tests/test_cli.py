@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.common import free_port, wait_until_ready
+from facegender import __version__
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,6 +27,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"facegender {__version__}"
 
 
 def test_predict_prints_a_table(portrait_path: Path) -> None:

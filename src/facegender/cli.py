@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, get_args
 
 from pydantic import ValidationError
 
+from facegender import __version__
 from facegender.batch import DEFAULT_CHUNK_SIZE, DEFAULT_POOL, ENGINES, FORMATS, POOLS, run_batch
 from facegender.data import Split
 from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
@@ -38,6 +39,7 @@ EXIT_INTERNAL = 4
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegender", description="Find faces and tell man or woman.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     predict = commands.add_parser("predict", help="classify the faces in photos")
