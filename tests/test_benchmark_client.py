@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from benchmarks.client import FormClient, NoAnswerError, form_body
+from benchmarks.common import free_port
 
 
 class _DroppingHandler(BaseHTTPRequestHandler):
@@ -58,7 +59,7 @@ def test_posts_the_file_as_a_form_and_reconnects_after_a_dropped_connection(drop
 
 
 def test_no_server_is_no_answer() -> None:
-    with FormClient("http://127.0.0.1:9", timeout_s=2) as client, pytest.raises(NoAnswerError):
+    with FormClient(f"http://127.0.0.1:{free_port()}", timeout_s=2) as client, pytest.raises(NoAnswerError):
         client.post("/api/gender", form_body(field="image", filename="a.jpg", data=b"x"))
 
 
