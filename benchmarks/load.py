@@ -24,10 +24,7 @@ import csv
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,11 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from .client import FormBody, FormClient, NoAnswerError, form_body
-from .common import SHARED, PeakSampler, cpu_seconds, free_port, percentile, resident_bytes, wait_until_ready
+from .common import SHARED, PeakSampler, cpu_seconds, percentile, resident_bytes
+from .service import REQUEST_TIMEOUT_S, our_server, serving
 
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
-REQUEST_TIMEOUT_S = 120.0
 MIB = 1024 * 1024
 
 Answer = tuple[Any, ...]
@@ -86,37 +81,6 @@ def answer_of(status: int, content: bytes) -> Answer:
     )
     top = body["predictions"]
     return (200, top["class"], top["probability"], faces)
-
-
-class ServerProcess:
-    """``facegender serve`` on a free port, its output in a temporary log file, stopped with SIGTERM."""
-
-    def __init__(self, workers: int, clients: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="facegender-load-", suffix=".log", delete=False)  # noqa: SIM115
-        command = [sys.executable, "-m", "facegender", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--workers", str(workers)]
-        # Enough queue for every client to wait in one worker: a 503 here would be the check's own doing.
-        env = {**os.environ, "FACEGENDER_MAX_QUEUE": str(max(32, clients))}
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def wait_until_ready(self) -> None:
-        wait_until_ready(self.url, self.process, timeout_s=START_TIMEOUT_S, output=self.output)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
-        return code
 
 
 def _request(client: FormClient, photos: Sequence[FormBody], index: int) -> Outcome:
@@ -210,30 +174,26 @@ class Report:
 def run(*, requests: int, clients: int, workers: int, distinct: int, warmup: int) -> Report:
     """Start a server, take the solo answers, warm it up, run the load, stop the server; the measurements."""
     photos = choose_photos(min(distinct, requests))
-    server = ServerProcess(workers, clients)
-    try:
-        server.wait_until_ready()
-        with FormClient(server.url, timeout_s=REQUEST_TIMEOUT_S) as client:
-            solo = [_request(client, photos, index) for index in range(len(photos))]
-            if any(outcome.status is None or outcome.status >= 500 for outcome in solo):
-                raise RuntimeError(f"a solo request failed: {[o.answer for o in solo if o.status != 200][:5]}")
-            with ThreadPoolExecutor(max_workers=clients) as pool:
-                # Concurrent requests, unlike the solo ones, bring every inference thread and buffer into use.
-                warm_up = [index % len(photos) for index in range(warmup)]
-                list(pool.map(lambda index: _request(client, photos, index), warm_up))
-                rss_warm = resident_bytes(server.process.pid)
-                order = [index % len(photos) for index in range(requests)]
-                cpu_before, client_cpu_before = cpu_seconds(server.process.pid), time.process_time()
-                with PeakSampler(server.process.pid) as sampler:
-                    started = time.perf_counter()
-                    outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
-                    seconds = time.perf_counter() - started
-                cpu_after, client_cpu_s = cpu_seconds(server.process.pid), time.process_time() - client_cpu_before
-            rss_end = resident_bytes(server.process.pid)
-    finally:
-        stop_code = server.stop()
-    if stop_code != 0:
-        print(f"warning: the server exited with {stop_code} on SIGTERM", file=sys.stderr)
+    with (
+        serving(our_server(workers=workers, clients=clients)) as (server,),
+        FormClient(server.url, timeout_s=REQUEST_TIMEOUT_S) as client,
+    ):
+        solo = [_request(client, photos, index) for index in range(len(photos))]
+        if any(outcome.status is None or outcome.status >= 500 for outcome in solo):
+            raise RuntimeError(f"a solo request failed: {[o.answer for o in solo if o.status != 200][:5]}")
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            # Concurrent requests, unlike the solo ones, bring every inference thread and buffer into use.
+            warm_up = [index % len(photos) for index in range(warmup)]
+            list(pool.map(lambda index: _request(client, photos, index), warm_up))
+            rss_warm = resident_bytes(server.process.pid)
+            order = [index % len(photos) for index in range(requests)]
+            cpu_before, client_cpu_before = cpu_seconds(server.process.pid), time.process_time()
+            with PeakSampler(server.process.pid) as sampler:
+                started = time.perf_counter()
+                outcomes = list(pool.map(lambda index: _request(client, photos, index), order))
+                seconds = time.perf_counter() - started
+            cpu_after, client_cpu_s = cpu_seconds(server.process.pid), time.process_time() - client_cpu_before
+        rss_end = resident_bytes(server.process.pid)
     server_cpu = {pid: cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after}
     statuses: dict[int, int] = {}
     for outcome in outcomes:

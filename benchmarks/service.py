@@ -26,7 +26,7 @@ from typing import IO
 from .client import FormBody, FormClient, NoAnswerError, form_body
 from .common import NO_MEMORY, ROOT, Memory, PeakSampler, Row, free_port, percentile, process_memory, wait_until_ready
 
-__all__ = ["CLIENTS", "WORKERS", "Load", "Server", "payloads", "run", "send", "serving"]
+__all__ = ["CLIENTS", "WORKERS", "Load", "Server", "our_server", "payloads", "run", "send", "serving"]
 
 WORKERS = (1, 2)
 CLIENTS = (1, 4, 16)
@@ -55,6 +55,13 @@ class Load:
     @property
     def rate(self) -> float:
         return len(self.latencies_ms) / self.seconds
+
+
+def our_server(*, workers: int, clients: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``facegender serve`` with ``workers`` workers, for ``clients`` clients."""
+    command = [sys.executable, "-m", "facegender", "serve", "--workers", str(workers)]
+    # Room for every client to wait: a 503 from our queue limit would be the benchmark's own doing.
+    return command, {"FACEGENDER_MAX_QUEUE": str(max(32, clients))}
 
 
 @contextmanager
@@ -88,10 +95,12 @@ def _read(log: IO[bytes]) -> str:
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_TIMEOUT_S)
+        code = process.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait()
+        code = process.wait()
+    if code != 0:  # a graceful stop exits 0: anything else is worth a look, not a failed benchmark
+        print(f"warning: {process.args!r} exited with {code} on SIGTERM", file=sys.stderr)
 
 
 def send(server: Server, photos: Sequence[FormBody], *, clients: int, requests: int) -> Load:
@@ -135,12 +144,10 @@ def run(*, photos: Sequence[FormBody], requests: int, clients: Sequence[int] = C
     load_rows: list[Row] = []
     memory_rows: list[Row] = []
     for workers in WORKERS:
-        ours_command = [sys.executable, "-m", "facegender", "serve", "--workers", str(workers)]
-        # Room for every client to wait: a 503 from our queue limit would be the benchmark's own doing.
-        ours_env = {"FACEGENDER_MAX_QUEUE": str(max(32, max(clients)))}
+        our_command = our_server(workers=workers, clients=max(clients))
         peer_command = [sys.executable, "-m", "uvicorn", "benchmarks.peer_server:app", "--workers", str(workers)]
         peer_command += ["--log-level", "warning"]
-        with serving((ours_command, ours_env), (peer_command, {})) as (ours, peer):
+        with serving(our_command, (peer_command, {})) as (ours, peer):
             idle = (_warm_up(ours, photos, workers), _warm_up(peer, photos, workers))
             peaks = [idle[0], idle[1]]
             for count in clients:

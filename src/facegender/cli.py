@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainConfig.precision,
         help="bfloat16: mixed-precision steps, faster on CPUs with AVX-512 BF16 or AMX",
     )
+    train.add_argument(
+        "--age-weight",
+        type=float,
+        default=TrainConfig.age_weight,
+        help="weight of age as a second training task, where the data gives ages (default 0: none)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
@@ -265,6 +271,7 @@ def _train(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         frozen_layers=args.frozen_layers,
         precision=args.precision,
+        age_weight=args.age_weight,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(f"wrote {result.model_path} (best epoch {result.best_epoch}, temperature {result.temperature:.3f})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
@@ -11,21 +12,18 @@ import pytest
 
 pytest.importorskip("torch")
 
+import onnx
 import torch
 
-from facegender.classify import GenderClassifier
+from facegender.classify import CLASSIFIER_OUTPUT_NAME, GenderClassifier
 from facegender.cli import _parser
 from facegender.training.network import GenderNet
 from facegender.training.train import Precision, TrainConfig, _blur_some, _erase_some, fit_temperature, train
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", get_args(Precision))
-def test_one_epoch_on_64_images_exports_a_loadable_model(
-    shared_data: Path, tmp_path: Path, precision: Precision
-) -> None:
-    config = TrainConfig(
-        precision=precision,
+def _one_epoch_on_64_images(shared_data: Path, tmp_path: Path) -> TrainConfig:
+    """A run of seconds: one epoch on 64 UTKFace images, from random weights."""
+    return TrainConfig(
         data=shared_data / "utkface",
         out=tmp_path / "model",
         epochs=1,
@@ -33,8 +31,15 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(
         cache_dir=tmp_path / "cache",
         pretrained=False,
         batch_size=16,
-        frozen_layers=3,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", get_args(Precision))
+def test_one_epoch_on_64_images_exports_a_loadable_model(
+    shared_data: Path, tmp_path: Path, precision: Precision
+) -> None:
+    config = replace(_one_epoch_on_64_images(shared_data, tmp_path), precision=precision, frozen_layers=3)
     result = train(config)
     assert result.model_path.is_file()
     # The frozen blocks keep their starting weights (train() seeds torch before it builds the network).
@@ -57,6 +62,22 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(
     probabilities = classifier.predict(chips)
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_age_as_a_second_task_trains_its_own_head_and_exports_gender_alone(shared_data: Path, tmp_path: Path) -> None:
+    config = replace(_one_epoch_on_64_images(shared_data, tmp_path), age_weight=0.5)
+    result = train(config)
+    torch.manual_seed(config.seed)
+    start = GenderNet(age_head=True).state_dict()
+    trained = torch.load(tmp_path / "model" / "gender.pt")
+    assert trained["age.weight"].shape == (1, 1280)
+    assert torch.equal(start["features.0.0.weight"], trained["features.0.0.weight"])  # same start (frozen stem)
+    assert not torch.equal(start["age.weight"], trained["age.weight"])  # the age loss reached its head
+    exported = onnx.load(str(result.model_path))
+    assert [output.name for output in exported.graph.output] == [CLASSIFIER_OUTPUT_NAME]
+    assert not any(initializer.name.startswith("age.") for initializer in exported.graph.initializer)
+    assert GenderClassifier(model_path=result.model_path).predict(np.zeros((1, 128, 128, 3), np.uint8)).shape == (1, 2)
 
 
 def test_fit_temperature_recovers_overconfidence() -> None:
@@ -109,6 +130,7 @@ def test_the_train_command_defaults_to_the_training_config() -> None:
     assert args.model_version == defaults.model_version
     assert args.frozen_layers == defaults.frozen_layers
     assert args.precision == defaults.precision
+    assert args.age_weight == defaults.age_weight
 
 
 def test_the_train_command_offers_every_precision(capsys: pytest.CaptureFixture[str]) -> None:

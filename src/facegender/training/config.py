@@ -35,3 +35,6 @@ class TrainConfig:
     model_version: str = "1.2.0"
     frozen_layers: int = FROZEN_LAYERS
     precision: Precision = "float32"
+    age_weight: float = 0.0
+    """The weight of age as a second training task where the data gives ages (0: none). Its loss is added to the
+    gender loss, and so to the train loss of the log; the age head is not exported."""

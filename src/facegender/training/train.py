@@ -186,6 +186,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         )
     chips = torch.from_numpy(chip_set.chips)
     targets = torch.tensor([item.target for item in items])
+    ages = torch.tensor([-1.0 if item.age is None else float(item.age) for item in items])
     usable = torch.from_numpy(chip_set.found)
     train_index = torch.tensor([i for i, item in enumerate(items) if item.split == "train"], dtype=torch.long)
     val_index = torch.tensor([i for i, item in enumerate(items) if item.split == "val"], dtype=torch.long)
@@ -196,7 +197,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     if len(val_index) == 0:  # tiny smoke-test sets: calibrate on what there is
         val_index = train_index
 
-    net = GenderNet().to(device)
+    net = GenderNet(age_head=config.age_weight > 0).to(device)
     weights = imagenet_weights_path() if config.pretrained else None
     if weights is not None:
         net.load_imagenet_backbone(weights)
@@ -229,8 +230,12 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 x = _normalise((x * 255).permute(0, 2, 3, 1)).contiguous(memory_format=layout)
                 y = targets[index].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
-                    logits = net(x)
+                    logits, age_out = net.forward_heads(x)
                     loss = functional.cross_entropy(logits, y)
+                    known = ages[index].to(device) >= 0
+                    if age_out is not None and bool(known.any()):
+                        age_target = torch.log1p(ages[index].to(device)[known])
+                        loss = loss + config.age_weight * functional.smooth_l1_loss(age_out[known].float(), age_target)
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
