@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import get_args
@@ -78,6 +80,23 @@ def test_age_as_a_second_task_trains_its_own_head_and_exports_gender_alone(share
     assert [output.name for output in exported.graph.output] == [CLASSIFIER_OUTPUT_NAME]
     assert not any(initializer.name.startswith("age.") for initializer in exported.graph.initializer)
     assert GenderClassifier(model_path=result.model_path).predict(np.zeros((1, 128, 128, 3), np.uint8)).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_age_weight_leaves_the_age_head_alone_where_the_data_gives_no_ages(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "utkface"
+    with (source / "labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))[::400]
+    labels = tmp_path / "labels.csv"  # file and gender only, as a CSV may be
+    labels.write_text("file,gender\n" + "".join(f"{source / row['file']},{row['gender']}\n" for row in rows))
+    config = replace(_one_epoch_on_64_images(shared_data, tmp_path), data=labels, age_weight=0.5)
+    result = train(config)
+    assert math.isfinite(result.history[0].train_loss)
+    torch.manual_seed(config.seed)
+    start = GenderNet(age_head=True).state_dict()
+    trained = torch.load(tmp_path / "model" / "gender.pt")
+    assert torch.equal(start["age.weight"], trained["age.weight"])
+    assert not torch.equal(start["classifier.1.weight"], trained["classifier.1.weight"])
 
 
 def test_fit_temperature_recovers_overconfidence() -> None:
