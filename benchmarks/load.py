@@ -32,11 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import FormBody, FormClient, NoAnswerError, form_body
+from .client import FormBody, FormClient, NoAnswerError
 from .common import SHARED, PeakSampler, cpu_seconds, percentile, resident_bytes
-from .service import REQUEST_TIMEOUT_S, our_server, serving
-
-MIB = 1024 * 1024
+from .service import MIB, REQUEST_TIMEOUT_S, our_server, payloads, serving
 
 Answer = tuple[Any, ...]
 """What must not change between a photo's solo and concurrent answers."""
@@ -67,7 +65,7 @@ def choose_photos(count: int, shared: Path = SHARED) -> list[FormBody]:
     mixed: list[Path] = []
     for index in range(max(len(picked_chips), len(picked_portraits))):
         mixed += [group[index] for group in (picked_chips, picked_portraits) if index < len(group)]
-    return [form_body(field="image", filename=path.name, data=path.read_bytes()) for path in mixed]
+    return payloads(mixed)
 
 
 def answer_of(status: int, content: bytes) -> Answer:

@@ -37,8 +37,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
     args = parser.parse_args(argv)
 
+    shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)
     items = [item for item in load_dataset(args.data) if item.split == "val"]
-    chip_set = make_chips([item.path for item in items], size=128, cache_dir=args.cache_dir)
+    chip_set = make_chips([item.path for item in items], size=shipped.input_size, cache_dir=args.cache_dir)
     targets = np.array([item.target for item in items], dtype=np.int64)
     adult = np.array([item.is_adult is True for item in items])
 
@@ -59,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     correlation = np.corrcoef(list(seeds.values()))
     print(f"\nlog-odds correlation between models: {correlation[np.triu_indices(len(seeds), 1)].mean():.3f} (mean)")
 
-    shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)
     shipped_odds = log_odds(shipped)
     wrong = ~_correct(shipped_odds, targets, chip_set.found) & adult
     confidence = 1 / (1 + np.exp(-np.abs(shipped_odds)))  # the probability of the label it gave

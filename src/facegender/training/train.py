@@ -232,10 +232,13 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     logits, age_out = net.forward_heads(x)
                     loss = functional.cross_entropy(logits, y)
-                    known = ages[index].to(device) >= 0
-                    if age_out is not None and bool(known.any()):
-                        age_target = torch.log1p(ages[index].to(device)[known])
-                        loss = loss + config.age_weight * functional.smooth_l1_loss(age_out[known].float(), age_target)
+                    if age_out is not None:
+                        batch_ages = ages[index]
+                        known = batch_ages >= 0  # decided on the CPU, without waiting for the device
+                        if bool(known.any()):
+                            age_target = torch.log1p(batch_ages[known]).to(device)
+                            age_loss = functional.smooth_l1_loss(age_out[known.to(device)].float(), age_target)
+                            loss = loss + config.age_weight * age_loss
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
