@@ -8,7 +8,8 @@ One run measures, for both: the library end to end (photos/s, p50/p95 ms per pho
 found on the same photos, batched classification of pre-cropped chips, model load time; the HTTP services
 (ours, and a minimal one around the peer, both under uvicorn) at 1, 4 and 16 concurrent clients with 1 and 2
 workers, and their resident memory idle and under load; then how the time per photo grows with its size
-and its number of faces (tables, and a PNG plot). Every row of the main table carries the ratio ours / peer.
+and its number of faces (tables, and a PNG plot); then accuracy on the same portraits changed (compressed,
+blurred, noisy, dark, turned, shrunk). Every row of the main table carries the ratio ours / peer.
 Needs the ``[bench]`` and ``[eval]`` extras.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from facegender.data import load_dataset
 
-from . import library, scaling, service
+from . import library, robustness, scaling, service
 from .common import ROOT, SHARED, markdown_table
 
 DEFAULT_OUT = ROOT / "reports" / "benchmarks"
@@ -74,6 +75,7 @@ def main() -> None:
     faces = scaling.by_faces([item.path for item in chips[:32]], measured.ours, measured.peer, repeats=repeats)
     plot_path = out / "scaling.png"
     scaling.plot(sizes, faces, plot_path)
+    changed = robustness.run(portraits, ours=measured.ours, peer=measured.peer)
 
     rows = measured.rows + http_rows
     text = "\n".join(
@@ -88,6 +90,10 @@ def main() -> None:
             "",
             scaling.markdown(sizes, faces),
             "",
+            "Accuracy on the same portraits, changed (no face = wrong):",
+            "",
+            robustness.markdown(changed),
+            "",
             f"Plot: {_shown(plot_path)}. Command: python -m benchmarks{' --quick' if args.quick else ''}; "
             f"took {time.perf_counter() - started:.0f} s.",
         ]
@@ -101,6 +107,7 @@ def main() -> None:
         "rows": [asdict(row) | {"ratio": row.ratio} for row in rows],
         "by_size": [asdict(point) for point in sizes],
         "by_faces": [asdict(point) for point in faces],
+        "robustness": [asdict(outcome) for outcome in changed],
     }
     (out / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.json'} and {plot_path}", file=sys.stderr)

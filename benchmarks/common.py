@@ -29,6 +29,8 @@ __all__ = [
     "percentile",
     "process_memory",
     "resident_bytes",
+    "share_found",
+    "share_right",
     "wait_until_ready",
 ]
 
@@ -63,6 +65,16 @@ def markdown_table(rows: Sequence[Row]) -> str:
         better = "higher" if row.higher_is_better else "lower"
         lines.append(f"| {row.measure} | {row.ours:.3f} | {row.peer:.3f} | {row.ratio:.2f}x | {better} |")
     return "\n".join(lines)
+
+
+def share_right(labels: Sequence[str | None], truth: Sequence[str]) -> float:
+    """The share of photos whose answer (``None``: no face found, so wrong) is the true label."""
+    return sum(label == true for label, true in zip(labels, truth, strict=True)) / len(truth)
+
+
+def share_found(labels: Sequence[str | None]) -> float:
+    """The share of photos in which a face was found."""
+    return sum(label is not None for label in labels) / len(labels)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -13,7 +13,7 @@ from facegender import FaceGender
 from facegender.data import LabeledImage
 from facegender.decode import load_image
 
-from .common import Row, percentile
+from .common import Row, percentile, share_found, share_right
 from .peer import Peer
 
 __all__ = ["LibraryResult", "run"]
@@ -69,19 +69,17 @@ def run(*, portraits: list[LabeledImage], chips: list[LabeledImage]) -> LibraryR
     peer_chip_rate = len(chips) / statistics.median(peer_chip_s)
 
     truth = [item.label for item in portraits]
-
-    def accuracy(labels: list[str | None]) -> float:
-        return sum(label == t for label, t in zip(labels, truth, strict=True)) / len(truth)
-
-    def found(labels: list[str | None]) -> float:
-        return sum(label is not None for label in labels) / len(truth)
-
     rows = [
         Row("library end to end, photos/s", 1000 / statistics.mean(our_ms), 1000 / statistics.mean(peer_ms), True),
         Row("library end to end, p50 ms per photo", percentile(our_ms, 50), percentile(peer_ms, 50), False),
         Row("library end to end, p95 ms per photo", percentile(our_ms, 95), percentile(peer_ms, 95), False),
-        Row("accuracy on the same photos (no face = wrong)", accuracy(our_labels), accuracy(peer_labels), True),
-        Row("faces found on the same photos", found(our_labels), found(peer_labels), True),
+        Row(
+            "accuracy on the same photos (no face = wrong)",
+            share_right(our_labels, truth),
+            share_right(peer_labels, truth),
+            True,
+        ),
+        Row("faces found on the same photos", share_found(our_labels), share_found(peer_labels), True),
         Row("classifier on pre-cropped chips, faces/s (ours batched)", our_chip_rate, peer_chip_rate, True),
         Row("classifier, ms per face", 1000 / our_chip_rate, 1000 / peer_chip_rate, False),
         Row("model load and first call, ms", our_load, peer_load, False),

@@ -34,10 +34,13 @@ class Peer:
 
         self._model = AgeAndGender()
 
-    def predict(self, photo: Path | bytes) -> PeerAnswer:
-        source = io.BytesIO(photo) if isinstance(photo, bytes) else photo
-        with Image.open(source) as image:
-            prediction: list[dict[str, Any]] = self._model.predict(image.convert("RGB"))
+    def predict(self, photo: Path | bytes | Image.Image) -> PeerAnswer:
+        if isinstance(photo, Image.Image):
+            rgb = photo.convert("RGB")
+        else:
+            with Image.open(io.BytesIO(photo) if isinstance(photo, bytes) else photo) as image:
+                rgb = image.convert("RGB")
+        prediction: list[Any] = self._model.predict(rgb)
         if not prediction:
             return PeerAnswer(label=None, faces=0)
         largest = max(prediction, key=lambda face: _area(face["face"]))

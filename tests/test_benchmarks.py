@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.robustness import CHANGES
 from benchmarks.scaling import FACE_COUNTS, MEGAPIXELS
 from benchmarks.service import CLIENTS, WORKERS
 
@@ -76,6 +77,12 @@ def test_quick_benchmark_prints_every_row(shared_data: Path, tmp_path: Path) -> 
     assert [float(row[0]) for row in sizes] == list(MEGAPIXELS)
     assert [int(row[0]) for row in faces] == list(FACE_COUNTS)
     assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in sizes + faces)
+    changed = _table_rows(result.stdout, "change")
+    assert [row[0] for row in changed] == [change.name for change in CHANGES]
+    for change, ours, peer, _, found in changed:
+        assert 0 <= float(ours) <= 1 and 0 <= float(peer) <= 1, change
+        assert all(0 <= float(share) <= 1 for share in found.split(" / ")), change
+    assert float(changed[0][1]) >= 0.8  # unchanged portraits: our end-to-end accuracy, as in the main table
     assert (tmp_path / "scaling.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "benchmark.md").read_text().strip() == result.stdout.strip()
     record = json.loads((tmp_path / "benchmark.json").read_text())

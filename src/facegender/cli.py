@@ -95,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainConfig.age_weight,
         help="weight of age as a second training task, where the data gives ages (default 0: none)",
     )
+    train.add_argument(
+        "--noise-share",
+        type=float,
+        default=TrainConfig.noise_share,
+        help="share of training chips given Gaussian pixel noise (default 0: none)",
+    )
+    train.add_argument(
+        "--noise-sigma",
+        type=float,
+        default=TrainConfig.noise_sigma,
+        help="the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
@@ -272,6 +284,8 @@ def _train(args: argparse.Namespace) -> int:
         frozen_layers=args.frozen_layers,
         precision=args.precision,
         age_weight=args.age_weight,
+        noise_share=args.noise_share,
+        noise_sigma=args.noise_sigma,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(f"wrote {result.model_path} (best epoch {result.best_epoch}, temperature {result.temperature:.3f})")

@@ -20,7 +20,15 @@ import torch
 from facegender.classify import CLASSIFIER_OUTPUT_NAME, GenderClassifier
 from facegender.cli import _parser
 from facegender.training.network import GenderNet
-from facegender.training.train import Precision, TrainConfig, _blur_some, _erase_some, fit_temperature, train
+from facegender.training.train import (
+    Precision,
+    TrainConfig,
+    _blur_some,
+    _erase_some,
+    _noise_some,
+    fit_temperature,
+    train,
+)
 
 
 def _one_epoch_on_64_images(shared_data: Path, tmp_path: Path) -> TrainConfig:
@@ -123,6 +131,20 @@ def test_blur_softens_only_the_chosen_chips() -> None:
     assert torch.equal(blurred[~changed], batch[~changed])
 
 
+def test_noise_changes_only_the_chosen_chips_and_none_draws_nothing() -> None:
+    generator = torch.Generator().manual_seed(2)
+    batch = torch.full((200, 3, 16, 16), 0.5)
+    noisy = _noise_some(batch, generator, share=0.3, sigma=16)
+    changed = (noisy - batch).abs().flatten(1).amax(dim=1) > 0
+    assert 40 <= int(changed.sum()) <= 80
+    assert torch.equal(noisy[~changed], batch[~changed])
+    spread = (noisy[changed] - batch[changed]).flatten(1).std(dim=1)
+    assert float(spread.min()) > 1.5 / 255 and float(spread.max()) < 17 / 255  # sigma of 2 to 16 grey levels
+    state = generator.get_state()
+    assert _noise_some(batch, generator, share=0.0, sigma=16) is batch
+    assert torch.equal(generator.get_state(), state)
+
+
 def test_erasing_paints_one_flat_patch_and_leaves_the_input_alone() -> None:
     generator = torch.Generator().manual_seed(1)
     batch = torch.rand(32, 3, 40, 40, generator=generator)
@@ -150,6 +172,8 @@ def test_the_train_command_defaults_to_the_training_config() -> None:
     assert args.frozen_layers == defaults.frozen_layers
     assert args.precision == defaults.precision
     assert args.age_weight == defaults.age_weight
+    assert args.noise_share == defaults.noise_share
+    assert args.noise_sigma == defaults.noise_sigma
 
 
 def test_the_train_command_offers_every_precision(capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,3 +38,7 @@ class TrainConfig:
     age_weight: float = 0.0
     """The weight of age as a second training task where the data gives ages (0: none). Its loss is added to the
     gender loss, and so to the train loss of the log; the age head is not exported."""
+    noise_share: float = 0.0
+    """The share of training chips given Gaussian pixel noise (sensor noise of dim or small photos; 0: none)."""
+    noise_sigma: float = 16.0
+    """The strongest of that noise, in grey levels of 255: each chip's sigma is drawn from an eighth of it to it."""

@@ -77,9 +77,11 @@ def _normalise(chips: torch.Tensor) -> torch.Tensor:
     return (chips.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
-def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale, blur and an
-    erased patch (NCHW, [0,1])."""
+def _augment(
+    batch: torch.Tensor, generator: torch.Generator, *, noise_share: float, noise_sigma: float
+) -> torch.Tensor:
+    """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale, blur, pixel noise on
+    ``noise_share`` of the chips (see :func:`_noise_some`) and an erased patch (NCHW, [0,1])."""
     n = batch.shape[0]
     uniform = partial(_uniform, generator)
 
@@ -105,6 +107,7 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     to_grey = (torch.rand(n, generator=generator) < 0.2).to(batch.device).view(n, 1, 1, 1)
     out = torch.where(to_grey, out.mean(dim=1, keepdim=True).expand_as(out), out)
     out = _blur_some(out, generator, share=1 / 3)
+    out = _noise_some(out, generator, share=noise_share, sigma=noise_sigma)
     return _erase_some(out, generator, share=1 / 4).clamp(0, 1)
 
 
@@ -125,6 +128,22 @@ def _blur_some(batch: torch.Tensor, generator: torch.Generator, *, share: float)
     blurred = functional.conv2d(functional.pad(batch, (radius,) * 4, mode="replicate"), kernel, groups=3)
     chosen = (torch.rand(n, generator=generator) < share).to(batch.device).view(n, 1, 1, 1)
     return torch.where(chosen, blurred, batch)
+
+
+def _noise_some(batch: torch.Tensor, generator: torch.Generator, *, share: float, sigma: float) -> torch.Tensor:
+    """Gaussian noise on about ``share`` of the chips, its sigma drawn for each chip from ``sigma`` / 8 to
+    ``sigma`` grey levels of 255: without it, noise of 5 grey levels, barely visible, cost model 1.2.0 1.7
+    points of validation accuracy."""
+    if share <= 0:  # draws nothing, so a run without noise repeats the runs from before it
+        return batch
+    chosen = torch.nonzero(torch.rand(batch.shape[0], generator=generator) < share).flatten()
+    if len(chosen) == 0:
+        return batch
+    sigmas = _uniform(generator, sigma / 8 / 255, sigma / 255, len(chosen), 1, 1, 1)
+    noise = torch.randn(len(chosen), *batch.shape[1:], generator=generator) * sigmas
+    out = batch.clone()
+    out[chosen.to(batch.device)] += noise.to(batch.device)
+    return out
 
 
 def _erase_some(batch: torch.Tensor, generator: torch.Generator, *, share: float) -> torch.Tensor:
@@ -226,7 +245,12 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
             for start in range(0, len(order), config.batch_size):
                 index = order[start : start + config.batch_size]
                 # Augmented where the network runs: on a GPU the CPU would otherwise be the bottleneck.
-                x = _augment(chips[index].to(device).permute(0, 3, 1, 2).float() / 255, generator)
+                x = _augment(
+                    chips[index].to(device).permute(0, 3, 1, 2).float() / 255,
+                    generator,
+                    noise_share=config.noise_share,
+                    noise_sigma=config.noise_sigma,
+                )
                 x = _normalise((x * 255).permute(0, 2, 3, 1)).contiguous(memory_format=layout)
                 y = targets[index].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
