@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
+from validation_chips import validation_chips
 
-from facegender.chips import make_chips
 from facegender.classify import DEFAULT_CLASSIFIER_PATH, GenderClassifier
-from facegender.data import load_dataset
 
 SIGMAS = (0, 5, 10, 25)
 """Grey levels of 255."""
@@ -31,30 +31,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
     args = parser.parse_args(argv)
 
-    classifiers = [GenderClassifier(model_path=path) for path in args.models or [DEFAULT_CLASSIFIER_PATH]]
-    items = [item for item in load_dataset(args.data) if item.split == "val"]
+    paths = args.models or [DEFAULT_CLASSIFIER_PATH]
+    classifiers = [GenderClassifier(model_path=path) for path in paths]
     size = classifiers[0].input_size
-    chip_set = make_chips([item.path for item in items], size=size, cache_dir=args.cache_dir)
-    targets = np.array([item.target for item in items], dtype=np.int64)
-    adult = np.array([item.is_adult is True for item in items])
-    noisy = {
-        sigma: (chip_set.chips + np.random.default_rng(sigma).normal(0.0, sigma, chip_set.chips.shape))
-        .clip(0, 255)
-        .astype(np.uint8)
-        for sigma in SIGMAS
-    }
+    validation = validation_chips(args.data, size=size, cache_dir=args.cache_dir)
+    for path, classifier in zip(paths, classifiers, strict=True):
+        if classifier.input_size != size:
+            raise SystemExit(f"{path} takes {classifier.input_size} px chips, not {size}")
+    cells: list[list[str]] = [[] for _ in classifiers]
+    for sigma in SIGMAS:  # one noisy copy of the chips at a time, shared by every model
+        noisy = _with_noise(validation.chips, sigma)
+        for row, classifier in zip(cells, classifiers, strict=True):
+            correct = validation.correct(classifier.predict(noisy).argmax(axis=1) == 1)
+            row.append(f"{correct.mean():.4f} ({correct[validation.adult].mean():.4f})")
 
     print(f"| model | {' | '.join(f'noise sigma {sigma}' for sigma in SIGMAS)} |")
     print(f"| --- |{' ---: |' * len(SIGMAS)}")
-    for path, classifier in zip(args.models or [DEFAULT_CLASSIFIER_PATH], classifiers, strict=True):
-        if classifier.input_size != size:
-            raise SystemExit(f"{path} takes {classifier.input_size} px chips, not {size}")
-        cells = []
-        for sigma in SIGMAS:
-            # A chip whose face the detector missed counts as wrong, as in facegender evaluate.
-            correct = (classifier.predict(noisy[sigma]).argmax(axis=1) == targets) & chip_set.found
-            cells.append(f"{correct.mean():.4f} ({correct[adult].mean():.4f})")
-        print(f"| {path} ({classifier.version}) | {' | '.join(cells)} |")
+    for path, classifier, row in zip(paths, classifiers, cells, strict=True):
+        print(f"| {path} ({classifier.version}) | {' | '.join(row)} |")
+
+
+def _with_noise(chips: NDArray[np.uint8], sigma: int) -> NDArray[np.uint8]:
+    """``chips`` with Gaussian noise of ``sigma`` grey levels, from a generator seeded by ``sigma``."""
+    noise = np.random.default_rng(sigma).normal(0.0, sigma, chips.shape)
+    return np.asarray((chips + noise).clip(0, 255), dtype=np.uint8)
 
 
 if __name__ == "__main__":

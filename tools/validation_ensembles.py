@@ -17,17 +17,9 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from validation_chips import validation_chips
 
-from facegender.chips import make_chips
 from facegender.classify import DEFAULT_CLASSIFIER_PATH, GenderClassifier
-from facegender.data import load_dataset
-
-Mask = NDArray[np.bool_]
-
-
-def _correct(log_odds: NDArray[np.float64], targets: NDArray[np.int64], found: Mask) -> Mask:
-    # A chip whose face the detector missed counts as wrong, as in facegender evaluate.
-    return ((log_odds > 0) == targets.astype(bool)) & found
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,13 +30,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)
-    items = [item for item in load_dataset(args.data) if item.split == "val"]
-    chip_set = make_chips([item.path for item in items], size=shipped.input_size, cache_dir=args.cache_dir)
-    targets = np.array([item.target for item in items], dtype=np.int64)
-    adult = np.array([item.is_adult is True for item in items])
+    validation = validation_chips(args.data, size=shipped.input_size, cache_dir=args.cache_dir)
+    adult = validation.adult
 
     def log_odds(classifier: GenderClassifier) -> NDArray[np.float64]:
-        probabilities = classifier.predict(chip_set.chips).astype(np.float64)
+        probabilities = classifier.predict(validation.chips).astype(np.float64)
         return np.log(probabilities[:, 1]) - np.log(probabilities[:, 0])
 
     seeds = {model: log_odds(GenderClassifier(model_path=model)) for model in args.models}
@@ -53,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for count in sorted({size for size in (1, 2, 3, len(seeds)) if size <= len(seeds)}):
         scores = []
         for group in itertools.combinations(seeds.values(), count):
-            correct = _correct(np.mean(group, axis=0), targets, chip_set.found)
+            correct = validation.correct(np.mean(group, axis=0) > 0)
             scores.append((correct.mean(), correct[adult].mean()))
         all_ages, adults = np.array(scores).T
         print(f"| {count} | {all_ages.mean():.4f} | {adults.mean():.4f} | {adults.min():.4f} | {adults.max():.4f} |")
@@ -61,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nlog-odds correlation between models: {correlation[np.triu_indices(len(seeds), 1)].mean():.3f} (mean)")
 
     shipped_odds = log_odds(shipped)
-    wrong = ~_correct(shipped_odds, targets, chip_set.found) & adult
+    wrong = ~validation.correct(shipped_odds > 0) & adult
     confidence = 1 / (1 + np.exp(-np.abs(shipped_odds)))  # the probability of the label it gave
-    shared = np.all([~_correct(odds, targets, chip_set.found) for odds in seeds.values()], axis=0) & wrong
+    shared = np.all([~validation.correct(odds > 0) for odds in seeds.values()], axis=0) & wrong
     print(f"\nshipped model {shipped.version}: {wrong.sum()} mistakes on {adult.sum()} validation adults")
     for floor in (0.9, 0.97):
         print(f"- made at a probability of {floor} or more: {(wrong & (confidence >= floor)).sum()}")

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -89,24 +90,13 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainConfig.precision,
         help="bfloat16: mixed-precision steps, faster on CPUs with AVX-512 BF16 or AMX",
     )
-    train.add_argument(
-        "--age-weight",
-        type=float,
-        default=TrainConfig.age_weight,
-        help="weight of age as a second training task, where the data gives ages (default 0: none)",
-    )
-    train.add_argument(
-        "--noise-share",
-        type=float,
-        default=TrainConfig.noise_share,
-        help="share of training chips given Gaussian pixel noise (default 0: none)",
-    )
-    train.add_argument(
-        "--noise-sigma",
-        type=float,
-        default=TrainConfig.noise_sigma,
-        help="the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)",
-    )
+    for field, help_text in (
+        ("age_weight", "weight of age as a second training task, where the data gives ages (default 0: none)"),
+        ("noise_share", "share of training chips given Gaussian pixel noise (default 0: none)"),
+        ("noise_sigma", "the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)"),
+    ):
+        option = f"--{field.replace('_', '-')}"
+        train.add_argument(option, type=float, default=getattr(TrainConfig, field), help=help_text)
 
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
@@ -269,24 +259,10 @@ def _extra(name: str, *, purpose: str) -> Iterator[None]:
 def _train(args: argparse.Namespace) -> int:
     with _extra("train", purpose="training"):
         from facegender.training.train import train
-    config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        limit=args.limit,
-        pretrained=not args.no_pretrained,
-        cache_dir=args.cache_dir,
-        model_version=args.model_version,
-        frozen_layers=args.frozen_layers,
-        precision=args.precision,
-        age_weight=args.age_weight,
-        noise_share=args.noise_share,
-        noise_sigma=args.noise_sigma,
-    )
+    # Each option is named after its TrainConfig field; only --no-pretrained says the opposite.
+    given = vars(args)
+    named = {field.name: given[field.name] for field in fields(TrainConfig) if field.name in given}
+    config = TrainConfig(**named, pretrained=not args.no_pretrained)
     result = train(config, log=lambda line: print(line, flush=True))
     print(f"wrote {result.model_path} (best epoch {result.best_epoch}, temperature {result.temperature:.3f})")
     return EXIT_OK

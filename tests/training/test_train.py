@@ -74,13 +74,18 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+def _start_and_trained_with_age_head(config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The weights a run with the age head started from (train() seeds torch before it builds the network) and
+    the weights it saved."""
+    torch.manual_seed(config.seed)
+    return GenderNet(age_head=True).state_dict(), torch.load(config.out / "gender.pt")
+
+
 @pytest.mark.slow
 def test_age_as_a_second_task_trains_its_own_head_and_exports_gender_alone(shared_data: Path, tmp_path: Path) -> None:
     config = replace(_one_epoch_on_64_images(shared_data, tmp_path), age_weight=0.5)
     result = train(config)
-    torch.manual_seed(config.seed)
-    start = GenderNet(age_head=True).state_dict()
-    trained = torch.load(tmp_path / "model" / "gender.pt")
+    start, trained = _start_and_trained_with_age_head(config)
     assert trained["age.weight"].shape == (1, 1280)
     assert torch.equal(start["features.0.0.weight"], trained["features.0.0.weight"])  # same start (frozen stem)
     assert not torch.equal(start["age.weight"], trained["age.weight"])  # the age loss reached its head
@@ -100,9 +105,7 @@ def test_age_weight_leaves_the_age_head_alone_where_the_data_gives_no_ages(share
     config = replace(_one_epoch_on_64_images(shared_data, tmp_path), data=labels, age_weight=0.5)
     result = train(config)
     assert math.isfinite(result.history[0].train_loss)
-    torch.manual_seed(config.seed)
-    start = GenderNet(age_head=True).state_dict()
-    trained = torch.load(tmp_path / "model" / "gender.pt")
+    start, trained = _start_and_trained_with_age_head(config)
     assert torch.equal(start["age.weight"], trained["age.weight"])
     assert not torch.equal(start["classifier.1.weight"], trained["classifier.1.weight"])
 
