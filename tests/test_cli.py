@@ -108,13 +108,13 @@ def test_serve_answers_on_the_requested_port(portrait_path: Path, command: list[
             response = httpx.post(f"http://127.0.0.1:{port}/api/gender", files={"image": photo}, timeout=30)
         assert response.status_code == 200
         assert response.json()["predictions"]["class"] in {"male", "female"}
-        if workers > 1:  # the supervisor only watches the workers: it holds no models or app of its own
+        if workers > 1:  # the supervisor only watches the workers: the standard library, no app, no uvicorn
             resident_kib = next(
                 int(line.split()[1])
                 for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
                 if line.startswith("VmRSS:")
             )
-            assert resident_kib < 64 * 1024
+            assert resident_kib < 24 * 1024
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0

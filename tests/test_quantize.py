@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnxruntime import GraphOptimizationLevel
 
 from facegender.chips import make_chips
 from facegender.classify import DEFAULT_CLASSIFIER_PATH, FLOAT_CLASSIFIER_PATH, GenderClassifier
@@ -27,9 +28,13 @@ def test_the_shipped_model_is_int8_refined_by_the_float_model() -> None:
     shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)
     assert shipped.version.endswith("+int8") and shipped.refiner is not None
     assert shipped.refiner.version + "+int8" == shipped.version and 0 < shipped.refine_margin < 0.5
-    # The float model runs on few chips: it frees its buffers after each run instead of keeping an arena.
+    # The float model runs on few chips: its session is the compact one (no arena, the optimised graph alone).
     assert shipped._session.get_session_options().enable_cpu_mem_arena
     assert not shipped.refiner._session.get_session_options().enable_cpu_mem_arena
+    assert (
+        shipped.refiner._session.get_session_options().graph_optimization_level
+        == GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     assert GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH, refine=False).refiner is None
 
 

@@ -43,8 +43,9 @@ class GenderClassifier:
     top probability it puts below 0.5 + margin are classified again by the float model, whose answer stands.
     The fast model's probabilities differ from the float model's by about 0.02 on average, so only the few
     chips near the boundary pay for both models, and those get the float model's answer. ``refine=False``
-    loads the fast model alone. ``memory_arena=False`` lets onnxruntime free its buffers after each run (the
-    float model does so when it refines: it runs rarely).
+    loads the fast model alone. ``compact=True`` makes a smaller session (see
+    :func:`~facegender._onnx.create_session`): the float model is loaded so when it refines, for one chip in
+    about twenty.
     """
 
     def __init__(
@@ -54,9 +55,9 @@ class GenderClassifier:
         threads: int = 0,
         max_batch: int = 64,
         refine: bool = True,
-        memory_arena: bool = True,
+        compact: bool = False,
     ) -> None:
-        self._session = create_session(model_path, threads=threads, memory_arena=memory_arena)
+        self._session = create_session(model_path, threads=threads, compact=compact)
         metadata = self._session.get_modelmeta().custom_metadata_map
         try:
             self.input_size = int(metadata["input_size"])
@@ -74,10 +75,7 @@ class GenderClassifier:
         self.refine_margin = 0.0
         if refine and "refine_with" in metadata:
             refiner_path = model_path.parent / metadata["refine_with"]
-            # It sees about one chip in twenty: not worth a memory arena of its own.
-            self.refiner = GenderClassifier(
-                model_path=refiner_path, threads=threads, max_batch=max_batch, memory_arena=False
-            )
+            self.refiner = GenderClassifier(model_path=refiner_path, threads=threads, max_batch=max_batch, compact=True)
             made_from = metadata.get("float_model_sha256")
             if made_from and hashlib.sha256(refiner_path.read_bytes()).hexdigest() != made_from:
                 raise ModelError(

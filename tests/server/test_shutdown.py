@@ -1,4 +1,5 @@
-"""Graceful shutdown: SIGTERM lets the requests already in flight finish, then ``facegender serve`` exits 0."""
+"""Graceful shutdown: SIGTERM lets the requests already in flight finish, then ``facegender serve`` exits 0, with one
+worker or several."""
 
 from __future__ import annotations
 
@@ -35,13 +36,17 @@ def _multipart(photo: bytes, boundary: str = "shutdown-boundary") -> tuple[bytes
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_finishes_in_flight_requests_and_exits_0(
-    start_cli_server: StartServer, portraits: list[tuple[Path, str]]
+    start_cli_server: StartServer, portraits: list[tuple[Path, str]], workers: int
 ) -> None:
     photos = [path.read_bytes() for path, _ in portraits[:IN_FLIGHT]]
     sent = threading.Semaphore(0)
     release = threading.Event()
-    with start_cli_server() as server, httpx.Client(base_url=server.url, timeout=60.0) as client:
+    with (
+        start_cli_server(FACEGENDER_WORKERS=str(workers)) as server,
+        httpx.Client(base_url=server.url, timeout=60.0) as client,
+    ):
         # Each client sends its request head and half its body, then waits; the server is signalled meanwhile.
         def send(photo: bytes) -> httpx.Response:
             body, content_type = _multipart(photo)

@@ -355,7 +355,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.limiter = InferenceLimiter(settings.max_concurrent_inferences, settings.max_queue)
+    app.state.limiter = InferenceLimiter(settings.concurrent_inferences, settings.max_queue)
     # Innermost first: body caps and the deadline apply to authorised requests only; the key check runs inside
     # CORS (preflights pass, 401s get CORS headers) and metrics; the request id, security headers and access log
     # wrap everything.

@@ -1,0 +1,121 @@
+"""``facegender serve`` with several workers: the supervisor replaces a worker that dies, takes its workers
+with it when it is killed, and stops on a worker that cannot start or a port it cannot listen on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from http_helpers import StartServer, assert_gender_result, post
+
+from benchmarks.common import free_port
+from facegender.server import supervisor as supervisor_module
+
+WORKERS = 2
+REPLACE_TIMEOUT_S = 60.0
+EXIT_TIMEOUT_S = 60.0
+
+
+def _workers(supervisor: int) -> set[int]:
+    """The worker processes of ``supervisor``: its children that run ``supervisor.py --worker``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == supervisor and b"--worker" in command:
+            found.add(int(entry.name))
+    return found
+
+
+def _wait_for_workers(supervisor: int, *, without: set[int]) -> set[int]:
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        workers = _workers(supervisor) - without
+        if len(workers) == WORKERS:
+            return workers
+        time.sleep(0.2)
+    pytest.fail(f"{WORKERS} live workers not seen within {REPLACE_TIMEOUT_S:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds worker processes through /proc")
+def test_a_killed_worker_is_replaced(start_cli_server: StartServer, portraits: list[tuple[Path, str]]) -> None:
+    photo = portraits[0][0].read_bytes()
+    with start_cli_server(FACEGENDER_WORKERS=str(WORKERS)) as server:
+        supervisor = server.process.pid
+        first = _wait_for_workers(supervisor, without=set())
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        replaced = _wait_for_workers(supervisor, without={victim})
+        assert victim not in replaced and len(replaced & first) == WORKERS - 1
+        # Fresh connections spread over both workers; every one is answered once the new worker is ready.
+        deadline = time.monotonic() + REPLACE_TIMEOUT_S
+        answered = 0
+        while answered < 2 * WORKERS and time.monotonic() < deadline:
+            with httpx.Client(base_url=server.url, timeout=60.0) as client:
+                try:
+                    response = post(client, photo)
+                except httpx.TransportError:
+                    time.sleep(0.2)
+                    continue
+            assert response.status_code == 200, response.text
+            assert_gender_result(response.json())
+            answered += 1
+        assert answered == 2 * WORKERS, server.log()
+        assert server.process.poll() is None
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` is gone (or a zombie: exited, not yet reaped by a parent that no longer matters)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds worker processes through /proc")
+def test_the_workers_stop_when_the_supervisor_is_killed(start_cli_server: StartServer) -> None:
+    with start_cli_server(FACEGENDER_WORKERS=str(WORKERS)) as server:
+        workers = _wait_for_workers(server.process.pid, without=set())
+        server.process.kill()
+        server.process.wait()
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        while not all(_exited(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_exited(pid) for pid in workers), server.log()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/health", timeout=2.0)
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
+    # facegender serve checks the models before it starts the supervisor, so run the supervisor directly.
+    command = [sys.executable, supervisor_module.__file__, "127.0.0.1", str(free_port()), str(WORKERS)]
+    env = {**os.environ, "FACEGENDER_CLASSIFIER_PATH": str(tmp_path / "none.onnx")}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+    assert result.returncode == supervisor_module.STARTUP_FAILURE, result.stderr
+    assert "failed to start" in result.stderr
+
+
+def test_a_port_in_use_stops_serve_with_one_error_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "facegender", "serve", "--workers", str(WORKERS), "--port", str(port)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and f"port {port}" in errors[0], result.stderr
