@@ -119,3 +119,26 @@ def test_a_port_in_use_stops_serve_with_one_error_line() -> None:
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and f"port {port}" in errors[0], result.stderr
+
+
+@pytest.mark.parametrize("posix", [True, False])
+def test_several_workers_get_our_supervisor_where_sockets_can_be_handed_over(
+    monkeypatch: pytest.MonkeyPatch, posix: bool
+) -> None:
+    ran: list[str] = []
+
+    def our_supervisor(self: supervisor_module.Supervisor) -> int:
+        ran.append(f"ours with {self.workers}")
+        return 0
+
+    def uvicorns(*_: object, workers: int, **__: object) -> None:
+        ran.append(f"uvicorn's with {workers}")
+
+    monkeypatch.setattr(supervisor_module, "_CAN_HAND_OVER_SOCKETS", posix)
+    monkeypatch.setattr(supervisor_module.Supervisor, "run", our_supervisor)
+    monkeypatch.setattr("uvicorn.run", uvicorns)
+    try:
+        supervisor_module.run(host="127.0.0.1", port=free_port(), workers=WORKERS)
+    except SystemExit as stop:
+        assert stop.code == 0
+    assert ran == [f"ours with {WORKERS}" if posix else f"uvicorn's with {WORKERS}"]

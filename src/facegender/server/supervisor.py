@@ -2,12 +2,12 @@
 
 ``facegender serve`` checks the models and settings, then replaces itself with this file run by path
 (``python supervisor.py HOST PORT WORKERS``), so that it holds nothing of what the check loaded. With one
-worker, uvicorn serves in this process. With several, this process stays on the standard library alone (about
-14 MiB; uvicorn's own supervisor, with the multiprocessing resource tracker it starts, held 39 MiB): it binds
-the listening socket, starts each worker as a fresh interpreter that inherits the socket (``python
-supervisor.py --worker FD HOST PORT``), starts a new worker in place of any that dies, and stops them all
-gracefully on SIGTERM, SIGINT or SIGHUP. The workers share the socket, so the kernel spreads the connections
-among them; each builds the app from the ``FACEGENDER_*`` environment.
+worker, uvicorn serves in this process. With several (on POSIX systems), this process stays on the standard
+library alone (about 14 MiB; uvicorn's own supervisor, with the multiprocessing resource tracker it starts,
+held 39 MiB): it binds the listening socket, starts each worker as a fresh interpreter that inherits the
+socket (``python supervisor.py --worker FD HOST PORT``), starts a new worker in place of any that dies, and
+stops them all gracefully on SIGTERM, SIGINT or SIGHUP. The workers share the socket, so the kernel spreads
+the connections among them; each builds the app from the ``FACEGENDER_*`` environment.
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ APP_FACTORY: Final = "facegender.server.app:app_from_env"
 STARTUP_FAILURE: Final = 3
 """Exit status of a uvicorn worker whose app failed to start; a supervisor that sees it stops with it."""
 
-_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Where a new process can inherit the listening socket; elsewhere (Windows) uvicorn's supervisor runs them.
+_CAN_HAND_OVER_SOCKETS: Final = os.name == "posix"
+_STOP_SIGNALS: Final = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)  # Windows has no SIGHUP
 _POLL_S: Final = 0.5
 _BACKLOG: Final = 2048  # uvicorn's default
 _PR_SET_PDEATHSIG: Final = 1  # prctl(2)
@@ -47,7 +51,7 @@ def run(*, host: str, port: int, workers: int) -> None:
     SIGTERM stops the server gracefully: it takes no new connections, answers the requests already received,
     and the process then exits with status 0.
     """
-    if workers > 1:
+    if workers > 1 and _CAN_HAND_OVER_SOCKETS:
         sys.exit(Supervisor(host=host, port=port, workers=workers).run())
     import uvicorn
 
@@ -55,7 +59,7 @@ def run(*, host: str, port: int, workers: int) -> None:
     # set here turns that into a normal exit.
     previous = signal.signal(signal.SIGTERM, _exit_ok)
     try:
-        uvicorn.run(APP_FACTORY, factory=True, host=host, port=port)
+        uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
