@@ -142,3 +142,17 @@ def test_several_workers_get_our_supervisor_where_sockets_can_be_handed_over(
     except SystemExit as stop:
         assert stop.code == 0
     assert ran == [f"ours with {WORKERS}" if posix else f"uvicorn's with {WORKERS}"]
+
+
+def test_a_second_stop_signal_kills_the_workers_at_once() -> None:
+    supervisor = supervisor_module.Supervisor(host="127.0.0.1", port=free_port(), workers=1)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    supervisor._running = [worker]
+    try:
+        supervisor._on_signal(signal.SIGTERM, None)  # the first asks for a graceful stop: the workers stay
+        assert worker.poll() is None
+        supervisor._on_signal(signal.SIGINT, None)
+        assert worker.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        worker.kill()
+        worker.wait()

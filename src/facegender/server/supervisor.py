@@ -5,9 +5,9 @@
 worker, uvicorn serves in this process. With several (on POSIX systems), this process stays on the standard
 library alone (about 14 MiB; uvicorn's own supervisor, with the multiprocessing resource tracker it starts,
 held 39 MiB): it binds the listening socket, starts each worker as a fresh interpreter that inherits the
-socket (``python supervisor.py --worker FD HOST PORT``), starts a new worker in place of any that dies, and
-stops them all gracefully on SIGTERM, SIGINT or SIGHUP. The workers share the socket, so the kernel spreads
-the connections among them; each builds the app from the ``FACEGENDER_*`` environment.
+socket (``python supervisor.py --worker FD HOST PORT SUPERVISOR_PID``), starts a new worker in place of any
+that dies, and stops them all gracefully on SIGTERM, SIGINT or SIGHUP. The workers share the socket, so the
+kernel spreads the connections among them; each builds the app from the ``FACEGENDER_*`` environment.
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ def run(*, host: str, port: int, workers: int) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def serve_socket(*, fd: int, host: str, port: int) -> None:
+def serve_socket(*, fd: int, host: str, port: int, supervisor: int) -> None:
     """A worker: serve :data:`APP_FACTORY` on the inherited listening socket ``fd`` until stopped.
 
-    ``host`` and ``port`` are what the socket is bound to. Uvicorn exits with :data:`STARTUP_FAILURE` when the
-    app fails to start.
+    ``host`` and ``port`` are what the socket is bound to; ``supervisor`` is the process id of the parent whose
+    death stops this worker too. Uvicorn exits with :data:`STARTUP_FAILURE` when the app fails to start.
     """
-    _stop_with_parent()
+    _stop_with(supervisor)
     import uvicorn
 
     listener = socket.socket(fileno=fd)
@@ -78,9 +78,9 @@ def serve_socket(*, fd: int, host: str, port: int) -> None:
     server.run(sockets=[listener])
 
 
-def _stop_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when its supervisor dies (Linux), so that a supervisor
-    killed outright leaves no workers serving on behind it."""
+def _stop_with(supervisor: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent, ``supervisor``, dies (Linux), so that a
+    supervisor killed outright leaves no workers serving on behind it."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes.util  # here, not at the top: the supervisor itself has no use for it
@@ -90,7 +90,7 @@ def _stop_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
+    if os.getppid() != supervisor:  # it died before prctl took effect, and this process was adopted
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -151,7 +151,7 @@ class Supervisor:
 
     def _start(self, listener: socket.socket) -> subprocess.Popen[bytes]:
         fd = listener.fileno()
-        command = [sys.executable, __file__, "--worker", str(fd), self.host, str(self.port)]
+        command = [sys.executable, __file__, "--worker", str(fd), self.host, str(self.port), str(os.getpid())]
         process = subprocess.Popen(command, pass_fds=(fd,))
         logger.info("Started worker [%d]", process.pid)
         return process
@@ -176,7 +176,8 @@ class Supervisor:
                 process.send_signal(signal.SIGTERM)
         for process in self._running:
             process.wait()
-        logger.info("Stopped on %s", signal.Signals(self._stopping).name)
+        if status == 0:
+            logger.info("Stopped on %s", signal.Signals(self._stopping).name)
         return status
 
 
@@ -185,6 +186,6 @@ if __name__ == "__main__":
     # would shadow any top-level modules of those names.
     del sys.path[0]
     if sys.argv[1] == "--worker":
-        serve_socket(fd=int(sys.argv[2]), host=sys.argv[3], port=int(sys.argv[4]))
+        serve_socket(fd=int(sys.argv[2]), host=sys.argv[3], port=int(sys.argv[4]), supervisor=int(sys.argv[5]))
     else:
         run(host=sys.argv[1], port=int(sys.argv[2]), workers=int(sys.argv[3]))
