@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
     train.add_argument("--model-version", default=TrainConfig.model_version)
     train.add_argument(
+        "--teacher", type=Path, help="soft targets for distillation (.npz from tools/teacher_probabilities.py)"
+    )
+    train.add_argument(
         "--frozen-layers",
         type=int,
         default=TrainConfig.frozen_layers,
@@ -94,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         ("age_weight", "weight of age as a second training task, where the data gives ages (default 0: none)"),
         ("noise_share", "share of training chips given Gaussian pixel noise (default 0: none)"),
         ("noise_sigma", "the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)"),
+        ("teacher_weight", "share of the loss on the --teacher probabilities, for distillation (default 0: none)"),
     ):
         option = f"--{field.replace('_', '-')}"
         train.add_argument(option, type=float, default=getattr(TrainConfig, field), help=help_text)

@@ -19,6 +19,8 @@ import torch
 
 from facegender.classify import CLASSIFIER_OUTPUT_NAME, GenderClassifier
 from facegender.cli import _parser
+from facegender.data import load_dataset
+from facegender.errors import DatasetError
 from facegender.training.network import GenderNet
 from facegender.training.train import (
     Precision,
@@ -26,6 +28,8 @@ from facegender.training.train import (
     _blur_some,
     _erase_some,
     _noise_some,
+    _select,
+    _soft_cross_entropy,
     fit_temperature,
     train,
 )
@@ -186,3 +190,47 @@ def test_the_train_command_offers_every_precision(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         _parser().parse_args([*required, "--precision", "float16"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_soft_cross_entropy_is_the_cross_entropy_with_probabilities() -> None:
+    logits = torch.tensor([[0.3, -1.2], [2.0, 0.5], [-0.7, 0.9]])
+    labels = torch.tensor([1, 0, 1])
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.allclose(_soft_cross_entropy(logits, labels.float()), hard, atol=1e-6)
+    halfway = (hard + torch.nn.functional.cross_entropy(logits, 1 - labels)) / 2
+    assert torch.allclose(_soft_cross_entropy(logits, torch.full((3,), 0.5)), halfway, atol=1e-6)
+
+
+def _teacher_file(config: TrainConfig, path: Path, *, drop: int = 0) -> Path:
+    """A teacher file that is sure of every label of the training images ``config`` uses, less the first ``drop``."""
+    used = _select(load_dataset(config.data), config.limit)
+    train_items = [item for item in used if item.split == "train"][drop:]
+    np.savez(
+        path,
+        names=np.array([item.path.name for item in train_items]),
+        male=np.array([item.target for item in train_items], dtype=np.float32),
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_a_teacher_that_repeats_the_labels_trains_as_the_labels_alone(shared_data: Path, tmp_path: Path) -> None:
+    labels_alone = _one_epoch_on_64_images(shared_data, tmp_path / "alone")
+    train(labels_alone)
+    teacher = _teacher_file(labels_alone, tmp_path / "teacher.npz")
+    distilled = replace(labels_alone, out=tmp_path / "distilled", teacher=teacher, teacher_weight=0.5)
+    train(distilled)
+    expected, trained = torch.load(labels_alone.out / "gender.pt"), torch.load(distilled.out / "gender.pt")
+    for name, weights in expected.items():
+        assert torch.allclose(trained[name].float(), weights.float(), atol=1e-4), name
+    summary = json.loads((distilled.out / "training.json").read_text())
+    assert summary["config"]["teacher"] == str(teacher) and summary["config"]["teacher_weight"] == 0.5
+
+
+def test_a_teacher_weight_needs_a_teacher_for_every_training_image(shared_data: Path, tmp_path: Path) -> None:
+    config = replace(_one_epoch_on_64_images(shared_data, tmp_path), teacher_weight=0.5)
+    with pytest.raises(DatasetError, match="needs a teacher file"):
+        train(config)
+    short = _teacher_file(config, tmp_path / "short.npz", drop=3)
+    with pytest.raises(DatasetError, match="lacks 3 training images"):
+        train(replace(config, teacher=short))

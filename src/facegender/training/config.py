@@ -42,3 +42,9 @@ class TrainConfig:
     """The share of training chips given Gaussian pixel noise (sensor noise of dim or small photos; 0: none)."""
     noise_sigma: float = 16.0
     """The strongest of that noise, in grey levels of 255: each chip's sigma is drawn from an eighth of it to it."""
+    teacher: Path | None = None
+    """Soft targets for distillation (``tools/teacher_probabilities.py`` writes them): an ``.npz`` with ``names``
+    (file names) and ``male`` (the probability that teacher models give each training chip)."""
+    teacher_weight: float = 0.0
+    """The share of the training loss that is the cross-entropy with the teacher's probabilities (0: none); the
+    rest is the cross-entropy with the labels. Needs ``teacher``."""

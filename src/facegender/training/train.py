@@ -175,6 +175,28 @@ def fit_temperature(logits: NDArray[np.float32], targets: NDArray[np.int64]) -> 
     return best
 
 
+def _teacher_probabilities(config: TrainConfig, items: list[LabeledImage]) -> torch.Tensor:
+    """Each item's probability of male by the teacher file; the labels where it has none (outside the train split,
+    which the teacher's loss never sees)."""
+    if config.teacher is None:
+        raise DatasetError("a teacher weight needs a teacher file (--teacher)")
+    try:
+        with np.load(config.teacher) as stored:
+            by_name = dict(zip(stored["names"].tolist(), stored["male"].tolist(), strict=True))
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(f"cannot read the teacher file {config.teacher}: {exc}") from None
+    missing = sum(item.split == "train" and item.path.name not in by_name for item in items)
+    if missing:
+        raise DatasetError(f"the teacher file {config.teacher} lacks {missing} training images")
+    return torch.tensor([float(by_name.get(item.path.name, item.target)) for item in items])
+
+
+def _soft_cross_entropy(logits: torch.Tensor, male: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (female, male) ``logits`` with the probabilities of male ``male``, in float32."""
+    log_probabilities = functional.log_softmax(logits.float(), dim=1)
+    return -(male * log_probabilities[:, 1] + (1 - male) * log_probabilities[:, 0]).mean()
+
+
 def _predict_logits(net: GenderNet, chips: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
     net.eval()
     outputs = []
@@ -205,6 +227,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         )
     chips = torch.from_numpy(chip_set.chips)
     targets = torch.tensor([item.target for item in items])
+    teacher_male = _teacher_probabilities(config, items) if config.teacher_weight > 0 else None
     ages = torch.tensor([-1.0 if item.age is None else float(item.age) for item in items])
     usable = torch.from_numpy(chip_set.found)
     train_index = torch.tensor([i for i, item in enumerate(items) if item.split == "train"], dtype=torch.long)
@@ -256,6 +279,9 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     logits, age_out = net.forward_heads(x)
                     loss = functional.cross_entropy(logits, y)
+                    if teacher_male is not None:
+                        soft = _soft_cross_entropy(logits, teacher_male[index].to(device))
+                        loss = (1 - config.teacher_weight) * loss + config.teacher_weight * soft
                     if age_out is not None:
                         batch_ages = ages[index]
                         known = batch_ages >= 0  # decided on the CPU, without waiting for the device
