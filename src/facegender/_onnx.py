@@ -32,20 +32,26 @@ def create_session(path: Path, *, threads: int, compact: bool = False) -> ort.In
     options = _options(threads=threads, memory_arena=not compact)
     try:
         if compact:
-            try:
-                folder = tempfile.TemporaryDirectory(prefix="facegender-")
-            except OSError:
-                return ort.InferenceSession(str(path), sess_options=options, providers=_PROVIDERS)
-            with folder:
-                optimised = Path(folder.name) / path.name
-                options.optimized_model_filepath = str(optimised)
-                ort.InferenceSession(str(path), sess_options=options, providers=_PROVIDERS)
-                options = _options(threads=threads, memory_arena=False)
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-                return ort.InferenceSession(str(optimised), sess_options=options, providers=_PROVIDERS)
+            return _load_optimised(path, options)
         return ort.InferenceSession(str(path), sess_options=options, providers=_PROVIDERS)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelError(f"cannot load model {path.name}: {exc}") from None
+
+
+def _load_optimised(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    """Optimise ``path`` with ``options`` into a temporary file and load that with optimisation off; the model
+    as it is where no temporary folder can be made."""
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="facegender-")
+    except OSError:
+        return ort.InferenceSession(str(path), sess_options=options, providers=_PROVIDERS)
+    with folder:
+        optimised = Path(folder.name) / path.name
+        options.optimized_model_filepath = str(optimised)
+        ort.InferenceSession(str(path), sess_options=options, providers=_PROVIDERS)
+        options.optimized_model_filepath = ""
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(str(optimised), sess_options=options, providers=_PROVIDERS)
 
 
 def _options(*, threads: int, memory_arena: bool) -> ort.SessionOptions:
