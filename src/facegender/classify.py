@@ -36,7 +36,8 @@ class GenderClassifier:
     """Face chips in, calibrated (female, male) probabilities out.
 
     The ONNX graph takes uint8 RGB chips (N, size, size, 3) and does its own normalisation, mirror
-    averaging and temperature scaling, so the chip size in its metadata is all a caller needs.
+    averaging (the shipped int8 stage skips it, for half the work) and temperature scaling, so the chip size
+    in its metadata is all a caller needs.
 
     A fast model (``facegender quantize``) may name, in its metadata, the float model it came from
     (``refine_with``, a path relative to its own folder) and a margin (``refine_margin``): the chips whose
@@ -44,8 +45,8 @@ class GenderClassifier:
     The fast model's probabilities differ from the float model's by about 0.02 on average, so only the few
     chips near the boundary pay for both models, and those get the float model's answer. ``refine=False``
     loads the fast model alone. ``compact=True`` makes a smaller session (see
-    :func:`~facegender._onnx.create_session`): the float model is loaded so when it refines, for one chip in
-    about twenty.
+    :func:`~facegender._onnx.create_session`): the float model is loaded so when it refines, for about one chip
+    in sixteen.
     """
 
     def __init__(
