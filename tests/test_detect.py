@@ -179,3 +179,22 @@ def test_the_search_counts_sides_in_pixels_of_the_photo_at_any_decode_scale(dete
     assert detector.smallest_face(900, 600) < detector.smallest_face(390, 260) * 900 / 390
     assert detector.finest_scale(900, 600) == pytest.approx(128 / (0.6 * 600))
     assert detector.finest_scale(300, 200) == pytest.approx(128 / 300)  # a small photo: the whole-photo pass only
+
+
+def test_a_face_turned_a_quarter_or_upside_down_is_turned_back(shared_data: Path, detector: BlazeFaceDetector) -> None:
+    chips = [load_image(item.path) for item in load_dataset(shared_data / "utkface")[::500]]
+    for chip in chips:
+        assert detector.turned_upright(chip, detector.detect(chip)[0]) is None  # upright already
+    turned_back = 0
+    for index, chip in enumerate(chips):
+        turns = 1 + index % 3
+        turned = np.ascontiguousarray(np.rot90(chip, turns))
+        faces = detector.detect(turned)
+        upright = detector.turned_upright(turned, faces[0]) if faces else None
+        if upright is not None:
+            assert (turns + upright.quarter_turns) % 4 == 0
+            left, top, right, bottom = upright.detection.bounds
+            height, width = upright.pixels.shape[:2]
+            assert 0 <= (left + right) / 2 <= width and 0 <= (top + bottom) / 2 <= height
+            turned_back += 1
+    assert turned_back >= 0.8 * len(chips)  # (an upside-down chip is not always found: 82% of them)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from facegender import Detection, FaceGender, ImageTooLargeError, InferenceFailedError, InvalidImageError, Settings
 from facegender.data import load_dataset
-from facegender.decode import DecodedImage, decode_image
+from facegender.decode import DecodedImage, decode_image, load_image
 from facegender.errors import ModelError
 
 
@@ -169,3 +169,21 @@ def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
     searched = face_gender.detector.smallest_face(width, height, downscale=decoded.factor_x) * decoded.factor_x
     assert searched == pytest.approx(face_gender.detector.smallest_face(decoded.width, decoded.height))
     assert searched <= 300
+
+
+def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(shared_data: Path) -> None:
+    plain = FaceGender()
+    turning = FaceGender(settings=Settings(turn_faces_upright=True))
+    portraits = load_dataset(shared_data / "portraits")[::12]
+    read_right = {"plain": 0, "turning": 0}
+    for item in portraits:
+        photo = load_image(item.path)
+        upright = turning.predict(photo)
+        assert upright == plain.predict(photo)  # a face already upright is left as it is
+        for turns in (1, 2, 3):
+            turned = np.ascontiguousarray(np.rot90(photo, turns))
+            as_is, turned_back = plain.predict(turned), turning.predict(turned)
+            assert [f.box for f in turned_back] == [f.box for f in as_is]  # boxes stay in the photo's pixels
+            read_right["plain"] += bool(as_is) and as_is[0].label == item.label
+            read_right["turning"] += bool(turned_back) and turned_back[0].label == item.label
+    assert read_right["turning"] >= 0.95 * 3 * len(portraits) > read_right["plain"]

@@ -20,7 +20,7 @@ from facegender._onnx import create_session
 from facegender.decode import RGBImage
 from facegender.results import Box, Detection
 
-__all__ = ["DEFAULT_DETECTOR_PATH", "BlazeFaceDetector"]
+__all__ = ["DEFAULT_DETECTOR_PATH", "BlazeFaceDetector", "TurnedFace"]
 
 DEFAULT_DETECTOR_PATH: Final = Path(str(resources.files("facegender") / "models" / "blazeface_short_range.onnx"))
 
@@ -30,6 +30,16 @@ FloatArray = NDArray[np.float32]
 # convolutional, so any input whose sides are multiples of the largest stride works.
 _HEADS: Final = ((8, 2), (16, 6))
 _STRIDE: Final = max(stride for stride, _ in _HEADS)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnedFace:
+    """A face's surroundings turned by ``quarter_turns`` (counter-clockwise, as :func:`numpy.rot90`), and the
+    face as the detector finds it in them: box and landmarks in ``pixels``."""
+
+    quarter_turns: int
+    pixels: RGBImage
+    detection: Detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,14 @@ class BlazeFaceDetector:
     # Faces do not nest: of two boxes where one lies mostly inside the other, one is a part of a face (an
     # eye and a cheek) or a cluster of faces seen as one (a grid of photos at 128 px). The surer one stays.
     _containment: Final = 0.5
+    # turned_upright looks at a face with this much of its surroundings (times the box side), shown in one
+    # input with a border (as the view for faces that fill the frame): the face is about 40% of the input.
+    _upright_context: Final = 1.6
+    _upright_border: Final = 1.6
+    # How much surer of a face a quarter turn must make the detector. On every 12th UTKFace train chip (1,427),
+    # turned each of the four ways: 0.1 turned 1 of the 1,425 upright ones found and turned back 96%, 99.4% and
+    # 93% of those turned by 90, 180 and 270 degrees; 0.05 turned 3 upright ones, for 1 to 5 points more.
+    _upright_margin: Final = 0.1
 
     def __init__(
         self,
@@ -135,6 +153,36 @@ class BlazeFaceDetector:
         merged = _drop_contained(self._merge(candidates), self._containment)
         detections = [self._to_detection(score, geometry, width, height) for score, geometry in merged]
         return sorted(detections, key=lambda d: d.box.area, reverse=True)
+
+    def turned_upright(self, image: RGBImage, face: Detection) -> TurnedFace | None:
+        """``face``'s surroundings turned upright, when the detector is clearly surer of the face after a quarter
+        turn than as it is (a photo that lost its orientation); ``None`` when it is not.
+
+        On a face turned on its side or upside down the detector still finds the face, but places its
+        landmarks as on an upright one, so the chip would not be turned back: this looks again, four ways."""
+        region = _surroundings(image, face.bounds, self._upright_context)
+        # The four looks need no more pixels than their input shows: shrink once, then turn the small copy.
+        shrink = max(1.0, max(region.shape[:2]) * self._upright_border / (2 * self.input_size))
+        small = region if shrink == 1.0 else _shrunk(region, shrink)
+        looks = [self._surest_face(np.ascontiguousarray(np.rot90(small, turns))) for turns in range(4)]
+        scores = [look.score if look else 0.0 for look in looks]
+        turns = max(range(1, 4), key=scores.__getitem__)
+        found = looks[turns]
+        if found is None or scores[turns] - scores[0] <= self._upright_margin:
+            return None
+        pixels = np.ascontiguousarray(np.rot90(region, turns))
+        height, width = pixels.shape[:2]
+        small_height, small_width = np.rot90(small, turns).shape[:2]
+        detection = found.rescaled(
+            factor_x=width / small_width, factor_y=height / small_height, width=width, height=height
+        )
+        return TurnedFace(quarter_turns=turns, pixels=pixels, detection=detection)
+
+    def _surest_face(self, image: RGBImage) -> Detection | None:
+        height, width = image.shape[:2]
+        view = self._letterbox(width, height, margin=self._upright_border)
+        faces = self._faces(self._run(self._input(_Pyramid(image), view), view), width, height)
+        return max(faces, key=lambda found: found.score, default=None)
 
     def smallest_face(self, width: int, height: int, *, downscale: float = 1.0) -> float:
         """The side, in pixels, of the smallest face searched for in a ``width`` x ``height`` image
@@ -261,6 +309,25 @@ class BlazeFaceDetector:
         bounds = (float(geometry[0]), float(geometry[1]), float(geometry[2]), float(geometry[3]))
         points = tuple((float(x), float(y)) for x, y in geometry[4:].reshape(6, 2))
         return Detection(box=Box.clipped(bounds, width, height), score=score, bounds=bounds, keypoints=points)
+
+
+def _surroundings(image: RGBImage, bounds: tuple[float, float, float, float], context: float) -> RGBImage:
+    """The square around ``bounds`` (left, top, right, bottom) with ``context`` times its long side, inside
+    ``image``."""
+    height, width = image.shape[:2]
+    left, top, right, bottom = bounds
+    half = context * max(right - left, bottom - top) / 2
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    x0, y0 = max(0, round(centre_x - half)), max(0, round(centre_y - half))
+    x1, y1 = min(width, round(centre_x + half)), min(height, round(centre_y + half))
+    return image[y0:y1, x0:x1]
+
+
+def _shrunk(image: RGBImage, shrink: float) -> RGBImage:
+    """``image`` made ``shrink`` times smaller (each side at least one pixel), by area averaging."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 class _Pyramid:

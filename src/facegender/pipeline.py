@@ -177,15 +177,13 @@ class FaceGender:
         """The chips of ``found`` (faces in ``image``'s pixels), cut from ``cut_from``: the same photo."""
         cut_height, cut_width = cut_from.pixels.shape[:2]
         factor_x, factor_y = image.factor_x / cut_from.factor_x, image.factor_y / cut_from.factor_y
-        return [
-            face_chip(
-                cut_from.pixels,
-                _moved(d, factor_x, factor_y, cut_width, cut_height),
-                size=self.classifier.input_size,
-                downscale=cut_from.downscale,
-            )
-            for d in found
-        ]
+        chips = []
+        for detection in found:
+            pixels, face = cut_from.pixels, _moved(detection, factor_x, factor_y, cut_width, cut_height)
+            if self.settings.turn_faces_upright and (turned := self.detector.turned_upright(pixels, face)):
+                pixels, face = turned.pixels, turned.detection
+            chips.append(face_chip(pixels, face, size=self.classifier.input_size, downscale=cut_from.downscale))
+        return chips
 
     def _fine_enough_for_chips(self, image: DecodedImage, found: list[Detection]) -> DecodedImage:
         """``image``, or the same photo decoded again finer where a face would be enlarged into its chip."""

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         ge=8,
         description="Also search finer scales for faces down to this many pixels (slower; default: 1/8 of short side).",
     )
+    turn_faces_upright: bool = Field(
+        default=False,
+        description=(
+            "Look at each face four ways and turn it upright before classifying it: for photos that lost their"
+            " orientation (four more detector passes per face)."
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="Address the service listens on.")
     port: int = Field(default=3001, ge=1, le=65535, description="Port the service listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from http_helpers import assert_error, assert_gender_result, grey_png, in_process, post
+from http_helpers import StartServer, assert_error, assert_gender_result, grey_png, in_process, post
 from PIL import Image
 
 from facegender import Settings
@@ -158,3 +159,18 @@ def test_unexpected_failure_is_503_without_details(monkeypatch: pytest.MonkeyPat
     response = in_process(app, call)
     assert_error(response, 503, "inference_failed")
     assert "secret" not in response.text
+
+
+def test_upside_down_photos_are_read_upright_when_the_service_turns_faces(
+    start_server: StartServer, portraits: list[tuple[Path, str]]
+) -> None:
+    photos = []
+    for path, label in portraits:
+        with Image.open(path) as image:
+            buffer = io.BytesIO()
+            image.convert("RGB").rotate(180).save(buffer, "JPEG", quality=92)
+        photos.append((buffer.getvalue(), label))
+    with start_server(FACEGENDER_TURN_FACES_UPRIGHT="true") as server, httpx.Client(base_url=server.url) as client:
+        labels = [post(client, photo).json()["predictions"]["class"] for photo, _ in photos]
+    right = sum(got == label for got, (_, label) in zip(labels, photos, strict=True))
+    assert right >= 0.9 * len(photos)
