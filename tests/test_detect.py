@@ -14,7 +14,7 @@ from PIL import Image
 from facegender.align import face_chip, whole_image_chip
 from facegender.data import load_dataset
 from facegender.decode import load_image
-from facegender.detect import BlazeFaceDetector, _Pyramid
+from facegender.detect import BlazeFaceDetector, _Pyramid, upright_turns
 from facegender.evaluate import portrait_collages
 from facegender.results import Detection
 
@@ -198,3 +198,9 @@ def test_a_face_turned_a_quarter_or_upside_down_is_turned_back(shared_data: Path
             assert 0 <= (left + right) / 2 <= width and 0 <= (top + bottom) / 2 <= height
             turned_back += 1
     assert turned_back >= 0.8 * len(chips)  # (an upside-down chip is not always found: 82% of them)
+
+
+def test_a_quarter_turn_must_make_the_face_surer_by_more_than_the_margin() -> None:
+    assert upright_turns([0.9, 0.2, 0.95, 0.1], margin=0.1) == 0
+    assert upright_turns([0.7, 0.2, 0.95, 0.1], margin=0.1) == 2
+    assert upright_turns([0.0, 0.0, 0.0, 0.8], margin=0.1) == 3

@@ -171,8 +171,10 @@ def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
     assert searched <= 300
 
 
-def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(shared_data: Path) -> None:
-    plain = FaceGender()
+def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(
+    shared_data: Path, face_gender: FaceGender
+) -> None:
+    plain = face_gender
     turning = FaceGender(settings=Settings(turn_faces_upright=True))
     portraits = load_dataset(shared_data / "portraits")[::12]
     read_right = {"plain": 0, "turning": 0}

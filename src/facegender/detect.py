@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +20,7 @@ from facegender._onnx import create_session
 from facegender.decode import RGBImage
 from facegender.results import Box, Detection
 
-__all__ = ["DEFAULT_DETECTOR_PATH", "BlazeFaceDetector", "TurnedFace"]
+__all__ = ["DEFAULT_DETECTOR_PATH", "UPRIGHT_MARGIN", "BlazeFaceDetector", "TurnedFace", "upright_turns"]
 
 DEFAULT_DETECTOR_PATH: Final = Path(str(resources.files("facegender") / "models" / "blazeface_short_range.onnx"))
 
@@ -30,6 +30,19 @@ FloatArray = NDArray[np.float32]
 # convolutional, so any input whose sides are multiples of the largest stride works.
 _HEADS: Final = ((8, 2), (16, 6))
 _STRIDE: Final = max(stride for stride, _ in _HEADS)
+
+UPRIGHT_MARGIN: Final = 0.1
+"""How much surer of a face a quarter turn must make the detector before :meth:`BlazeFaceDetector.turned_upright`
+turns it. On every 12th UTKFace train chip (1,427), turned each of the four ways, 0.1 turned 1 of the 1,425
+upright ones found and turned back 96%, 99.4% and 93% of those turned by 90, 180 and 270 degrees; 0.05 turned 3
+upright ones, for 1 to 5 points more (``python tools/upright_margin.py --data ../shared/data/utkface``)."""
+
+
+def upright_turns(scores: Sequence[float], *, margin: float = UPRIGHT_MARGIN) -> int:
+    """The quarter turns that make a face upright, from the detector's scores for it after 0, 1, 2 and 3 turns
+    (:meth:`BlazeFaceDetector.quarter_turn_scores`): 0 unless a turn makes it surer by more than ``margin``."""
+    turns = max(range(1, 4), key=scores.__getitem__)
+    return turns if scores[turns] - scores[0] > margin else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +106,6 @@ class BlazeFaceDetector:
     # input with a border (as the view for faces that fill the frame): the face is about 40% of the input.
     _upright_context: Final = 1.6
     _upright_border: Final = 1.6
-    # How much surer of a face a quarter turn must make the detector. On every 12th UTKFace train chip (1,427),
-    # turned each of the four ways: 0.1 turned 1 of the 1,425 upright ones found and turned back 96%, 99.4% and
-    # 93% of those turned by 90, 180 and 270 degrees; 0.05 turned 3 upright ones, for 1 to 5 points more.
-    _upright_margin: Final = 0.1
 
     def __init__(
         self,
@@ -160,23 +169,32 @@ class BlazeFaceDetector:
 
         On a face turned on its side or upside down the detector still finds the face, but places its
         landmarks as on an upright one, so the chip would not be turned back: this looks again, four ways."""
+        region, looks = self._four_looks(image, face)
+        turns = upright_turns([_score(found) for found, _ in looks])
+        found, seen = looks[turns]
+        if not turns or found is None:
+            return None
+        pixels = np.ascontiguousarray(np.rot90(region, turns))
+        height, width = pixels.shape[:2]
+        detection = found.rescaled(
+            factor_x=width / seen.shape[1], factor_y=height / seen.shape[0], width=width, height=height
+        )
+        return TurnedFace(quarter_turns=turns, pixels=pixels, detection=detection)
+
+    def quarter_turn_scores(self, image: RGBImage, face: Detection) -> list[float]:
+        """The detector's score for ``face`` in its surroundings after 0, 1, 2 and 3 quarter turns (0 where it
+        finds none): what :meth:`turned_upright` decides by."""
+        return [_score(found) for found, _ in self._four_looks(image, face)[1]]
+
+    def _four_looks(self, image: RGBImage, face: Detection) -> tuple[RGBImage, list[tuple[Detection | None, RGBImage]]]:
+        """``face``'s surroundings, and after each of 0 to 3 quarter turns the surest face in them with the
+        (shrunk, turned) copy it was found in."""
         region = _surroundings(image, face.bounds, self._upright_context)
         # The four looks need no more pixels than their input shows: shrink once, then turn the small copy.
         shrink = max(1.0, max(region.shape[:2]) * self._upright_border / (2 * self.input_size))
         small = region if shrink == 1.0 else _shrunk(region, shrink)
-        looks = [self._surest_face(np.ascontiguousarray(np.rot90(small, turns))) for turns in range(4)]
-        scores = [look.score if look else 0.0 for look in looks]
-        turns = max(range(1, 4), key=scores.__getitem__)
-        found = looks[turns]
-        if found is None or scores[turns] - scores[0] <= self._upright_margin:
-            return None
-        pixels = np.ascontiguousarray(np.rot90(region, turns))
-        height, width = pixels.shape[:2]
-        small_height, small_width = np.rot90(small, turns).shape[:2]
-        detection = found.rescaled(
-            factor_x=width / small_width, factor_y=height / small_height, width=width, height=height
-        )
-        return TurnedFace(quarter_turns=turns, pixels=pixels, detection=detection)
+        turned = [np.ascontiguousarray(np.rot90(small, turns)) for turns in range(4)]
+        return region, [(self._surest_face(view), view) for view in turned]
 
     def _surest_face(self, image: RGBImage) -> Detection | None:
         height, width = image.shape[:2]
@@ -309,6 +327,10 @@ class BlazeFaceDetector:
         bounds = (float(geometry[0]), float(geometry[1]), float(geometry[2]), float(geometry[3]))
         points = tuple((float(x), float(y)) for x, y in geometry[4:].reshape(6, 2))
         return Detection(box=Box.clipped(bounds, width, height), score=score, bounds=bounds, keypoints=points)
+
+
+def _score(found: Detection | None) -> float:
+    return found.score if found else 0.0
 
 
 def _surroundings(image: RGBImage, bounds: tuple[float, float, float, float], context: float) -> RGBImage:

@@ -1,0 +1,57 @@
+"""How FACEGENDER_TURN_FACES_UPRIGHT's margin decides, on UTKFace train chips turned each of the four ways.
+
+    python tools/upright_margin.py --data ../shared/data/utkface              # every 12th train chip
+    python tools/upright_margin.py --data ../shared/data/utkface --every 4
+
+Each chip is turned by 0, 90, 180 and 270 degrees; the detector finds its face and scores it after each quarter
+turn (``BlazeFaceDetector.quarter_turn_scores``). For each margin, prints the share of the faces found that
+``upright_turns`` turns back upright (for the chips not turned: leaves as they are), and how many faces were
+found. The validation and test splits and the portraits play no part.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from facegender.data import load_dataset
+from facegender.decode import load_image
+from facegender.detect import UPRIGHT_MARGIN, BlazeFaceDetector, upright_turns
+
+MARGINS = (0.0, 0.05, UPRIGHT_MARGIN, 0.15, 0.2, 0.3)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the UTKFace folder")
+    parser.add_argument("--every", type=int, default=12, help="use every N-th train chip")
+    args = parser.parse_args(argv)
+
+    detector = BlazeFaceDetector(threads=1)
+    items = [item for item in load_dataset(args.data) if item.split == "train"][:: args.every]
+    scores: dict[int, list[list[float]]] = {turned: [] for turned in range(4)}
+    for item in items:
+        chip = load_image(item.path)
+        for turned in range(4):
+            image = np.ascontiguousarray(np.rot90(chip, turned))
+            faces = detector.detect(image)
+            if faces:
+                scores[turned].append(detector.quarter_turn_scores(image, faces[0]))
+
+    print(f"{len(items)} train chips; share of the faces found that end upright\n")
+    print("| margin | " + " | ".join(f"turned {90 * turned} degrees" for turned in range(4)) + " |")
+    print("| ---: |" + " ---: |" * 4)
+    for margin in MARGINS:
+        shares = [
+            np.mean([upright_turns(looks, margin=margin) == (-turned) % 4 for looks in scores[turned]])
+            for turned in range(4)
+        ]
+        print(f"| {margin:g} | " + " | ".join(f"{share:.4f}" for share in shares) + " |")
+    print("| faces found | " + " | ".join(str(len(scores[turned])) for turned in range(4)) + " |")
+
+
+if __name__ == "__main__":
+    main()
