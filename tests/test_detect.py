@@ -128,6 +128,17 @@ def test_a_busy_side_thread_means_passes_in_turn_not_a_wait(portrait_path: Path)
         assert detector.detect(image) == expected
 
 
+def test_passes_run_in_turn_while_others_want_the_cores(portrait_path: Path) -> None:
+    idle = [True]
+    detector = BlazeFaceDetector(side_by_side_while=lambda: idle[0])
+    image = load_image(portrait_path)
+    looks: list[list[Detection]] = []
+    expected = detector.detect(image, on_first_look=looks.append)
+    assert len(looks) == 1  # side by side: the first look came
+    idle[0] = False  # as in a server with requests waiting
+    assert detector.detect(image, on_first_look=looks.append) == expected and len(looks) == 1
+
+
 def test_the_first_look_is_the_whole_photo_pass_given_while_the_finer_passes_run(shared_data: Path) -> None:
     detector = BlazeFaceDetector()
     items = load_dataset(shared_data / "portraits")[:40]

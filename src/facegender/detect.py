@@ -115,13 +115,17 @@ class BlazeFaceDetector:
         iou_threshold: float = 0.3,
         threads: int = 0,
         min_face_size: int | None = None,
+        side_by_side_while: Callable[[], bool] | None = None,
     ) -> None:
         # Its inputs are at most a few hundred pixels a side: too small to share one among threads (one
         # thread measured 8% faster per photo than two). With 0 ("choose"), the passes over one photo run
         # side by side instead, one thread each: 5.8 -> 4.1 ms per portrait on two cores. Only while the
         # side thread is free: when several photos are detected at once (a server), each caller runs its
         # passes in turn rather than queue behind the others' (one shared side thread cut a 1-worker
-        # server's requests/s at 16 clients from 67 to 53).
+        # server's requests/s at 16 clients from 67 to 53). And only while ``side_by_side_while()`` (when
+        # given) says the other cores are free: a server whose requests wait serves more of them with each
+        # photo's passes in turn (docs/performance.md, "Sharing between workers").
+        self._side_by_side_while = side_by_side_while
         self._session = create_session(model_path, threads=threads or 1)
         self._side_thread = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="facegender-detect") if threads == 0 else None
@@ -272,7 +276,12 @@ class BlazeFaceDetector:
         """Candidate faces of all ``views``; the first runs in this thread, the rest beside it when allowed,
         and then ``first_look`` gets the first view's candidates while the rest still run."""
         inputs = [self._input(pyramid, view) for view in views]
-        if self._side_thread is None or len(views) == 1 or not self._side_thread_free.acquire(blocking=False):
+        if (
+            self._side_thread is None
+            or len(views) == 1
+            or (self._side_by_side_while is not None and not self._side_by_side_while())
+            or not self._side_thread_free.acquire(blocking=False)
+        ):
             return self._run_each(inputs, views)
         try:
             beside = self._side_thread.submit(self._run_each, inputs[1:], views[1:])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -32,15 +32,21 @@ class FaceGender:
     ('female', 0.97)
     """
 
-    def __init__(self, *, settings: Settings | None = None) -> None:
+    def __init__(self, *, settings: Settings | None = None, idle: Callable[[], bool] | None = None) -> None:
+        """``idle``, where given, is asked before each photo whether nothing else waits for the CPU (a server:
+        no request waiting); where it says no, the detector's passes over the photo run in turn on the calling
+        thread rather than side by side, since the other cores have work of their own."""
         self.settings = settings or Settings()
         self.detector = BlazeFaceDetector(
             model_path=self.settings.detector_path,
             score_threshold=self.settings.detection_threshold,
             threads=self.settings.threads,
             min_face_size=self.settings.min_face_size,
+            side_by_side_while=idle,
         )
-        self.classifier = GenderClassifier(model_path=self.settings.classifier_path, threads=self.settings.threads)
+        self.classifier = GenderClassifier(
+            model_path=self.settings.classifier_path, threads=self.settings.classifier_threads
+        )
 
     @property
     def model_name(self) -> str:

@@ -34,8 +34,9 @@ class Settings(BaseSettings):
         ge=0,
         le=256,
         description=(
-            "onnxruntime threads per model; 0: the detector's passes over a photo side by side, one thread"
-            " each, and onnxruntime's choice for the classifier."
+            "onnxruntime threads per model; 0: the detector's passes over a photo side by side, one thread each"
+            " (in turn while other requests wait), and for the classifier onnxruntime's choice, or one where each"
+            " server worker has at most one CPU core."
         ),
     )
     min_face_size: int | None = Field(
@@ -89,6 +90,14 @@ class Settings(BaseSettings):
         if self.max_concurrent_inferences is not None:
             return self.max_concurrent_inferences
         return max(1, min(DEFAULT_CONCURRENT_INFERENCES, _usable_cores() // self.workers))
+
+    @property
+    def classifier_threads(self) -> int:
+        """The classifier's onnxruntime threads: ``threads`` where set, else 1 where each worker has at most one
+        core (the workers fill the cores, and threads within a photo would only contend), else 0 (its choice)."""
+        if self.threads or _usable_cores() // self.workers > 1:
+            return self.threads
+        return 1
 
 
 def _usable_cores() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,18 @@ def test_upside_down_photos_are_read_upright_when_the_service_turns_faces(
         labels = [post(client, photo).json()["predictions"]["class"] for photo, _ in photos]
     right = sum(got == label for got, (_, label) in zip(labels, photos, strict=True))
     assert right >= 0.9 * len(photos)
+
+
+def test_the_detector_runs_a_photo_s_passes_side_by_side_only_while_no_request_waits() -> None:
+    app = create_app(Settings())
+
+    async def while_served() -> list[bool]:
+        async with app.router.lifespan_context(app):
+            side_by_side = app.state.facegender.detector._side_by_side_while
+            seen = [side_by_side()]
+            app.state.limiter._waiting = 1  # as while a request waits for an inference slot
+            seen.append(side_by_side())
+            app.state.limiter._waiting = 0
+            return seen
+
+    assert asyncio.run(while_served()) == [True, False]

@@ -1,9 +1,12 @@
-"""``facegender serve`` with several workers: the supervisor replaces a worker that dies, takes its workers
-with it when it is killed, and stops on a worker that cannot start or a port it cannot listen on."""
+"""``facegender serve`` with several workers: the supervisor hands each connection to the worker with the fewest
+open, replaces a worker that dies, takes its workers with it when it is killed, and stops on a worker that
+cannot start or a port it cannot listen on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -147,7 +150,8 @@ def test_several_workers_get_our_supervisor_where_sockets_can_be_handed_over(
 def test_a_second_stop_signal_kills_the_workers_at_once() -> None:
     supervisor = supervisor_module.Supervisor(host="127.0.0.1", port=free_port(), workers=1)
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    supervisor._running = [worker]
+    ours, theirs = socket.socketpair()
+    supervisor._running = [supervisor_module._Worker(process=worker, channel=ours)]
     try:
         supervisor._on_signal(signal.SIGTERM, None)  # the first asks for a graceful stop: the workers stay
         assert worker.poll() is None
@@ -156,3 +160,90 @@ def test_a_second_stop_signal_kills_the_workers_at_once() -> None:
     finally:
         worker.kill()
         worker.wait()
+        ours.close()
+        theirs.close()
+
+
+def _established(port: int) -> set[int]:
+    """The socket inodes of the established TCP connections whose local port is ``port`` (IPv4)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], int(fields[9])
+        if local_port == port and state == "01":
+            inodes.add(inode)
+    return inodes
+
+
+def _sockets_held(pid: int, inodes: set[int]) -> int:
+    """How many of the sockets ``inodes`` process ``pid`` holds open."""
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            held += target.startswith("socket:[") and int(target[8:-1]) in inodes
+    return held
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="counts connections through /proc")
+def test_keep_alive_connections_are_shared_evenly(
+    start_cli_server: StartServer, portraits: list[tuple[Path, str]]
+) -> None:
+    photo = portraits[0][0].read_bytes()
+    connections = 4 * WORKERS
+    with start_cli_server(FACEGENDER_WORKERS=str(WORKERS)) as server:
+        workers = _wait_for_workers(server.process.pid, without=set())
+        clients = [httpx.Client(base_url=server.url, timeout=60.0) for _ in range(connections)]
+        try:
+            for client in clients:  # one request each, in turn: each connection is open and served
+                response = post(client, photo)
+                assert response.status_code == 200, response.text
+            port = int(server.url.rsplit(":", 1)[1])
+            inodes = _established(port)
+            assert len(inodes) == connections
+            assert sorted(_sockets_held(pid, inodes) for pid in workers) == [connections // WORKERS] * WORKERS
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_each_connection_goes_to_the_worker_with_the_fewest_open() -> None:
+    supervisor = supervisor_module.Supervisor(host="127.0.0.1", port=free_port(), workers=2)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    pairs = [socket.socketpair() for _ in range(2)]
+    busy, quiet = (
+        supervisor_module._Worker(process=subprocess.Popen(sleeper), channel=ours, connections=open_now)
+        for (ours, _), open_now in zip(pairs, (3, 1), strict=True)
+    )
+    supervisor._running = [busy, quiet]
+    listener = supervisor._bind()
+    try:
+        with socket.create_connection(("127.0.0.1", supervisor.port)) as client:
+            _wait_readable(listener)
+            supervisor._hand_over(listener)
+            assert (busy.connections, quiet.connections) == (3, 2)
+            _, fds, _, _ = socket.recv_fds(pairs[1][1], 16, 4)
+            assert len(fds) == 1
+            with socket.socket(fileno=fds[0]) as handed:  # the very connection: what the client sends arrives
+                client.sendall(b"ping")
+                assert handed.recv(4) == b"ping"
+        pairs[0][1].sendall(supervisor_module.CLOSED_REPORT * 2)
+        _wait_readable(busy.channel)
+        assert supervisor._count_closed(busy) and busy.connections == 1
+        pairs[1][1].close()  # the worker is gone
+        _wait_readable(quiet.channel)
+        assert not supervisor._count_closed(quiet)
+    finally:
+        listener.close()
+        for worker in (busy, quiet):
+            worker.process.kill()
+            worker.process.wait()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+def _wait_readable(sock: socket.socket) -> None:
+    readable, _, _ = select.select([sock], [], [], 10.0)
+    assert readable, "nothing arrived within 10 s"

@@ -174,7 +174,10 @@ Detect = Annotated[bool, Query(description="False classifies each whole image as
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     return_freed_memory_promptly()
-    app.state.facegender = await run_in_threadpool(lambda: FaceGender(settings=app.state.settings))
+    limiter = _limiter_of(app)
+    app.state.facegender = await run_in_threadpool(
+        lambda: FaceGender(settings=app.state.settings, idle=lambda: limiter.waiting == 0)
+    )
     try:
         yield
     finally:

@@ -4,30 +4,40 @@
 (``python supervisor.py HOST PORT WORKERS``), so that it holds nothing of what the check loaded. With one
 worker, uvicorn serves in this process. With several (on POSIX systems), this process stays on the standard
 library alone (about 14 MiB; uvicorn's own supervisor, with the multiprocessing resource tracker it starts,
-held 39 MiB): it binds the listening socket, starts each worker as a fresh interpreter that inherits the
-socket (``python supervisor.py --worker FD HOST PORT SUPERVISOR_PID``), starts a new worker in place of any
-that dies, and stops them all gracefully on SIGTERM, SIGINT or SIGHUP. The workers share the socket, so the
-kernel spreads the connections among them; each builds the app from the ``FACEGENDER_*`` environment.
+held 39 MiB): it binds the listening socket, starts each worker as a fresh interpreter with one end of a Unix
+socket pair, its channel (``python supervisor.py --worker FD HOST PORT SUPERVISOR_PID``), starts a new worker
+in place of any that dies, and stops them all gracefully on SIGTERM, SIGINT or SIGHUP. Each worker builds the
+app from the ``FACEGENDER_*`` environment.
+
+The supervisor accepts the connections itself and hands each, over its channel, to the worker that holds the
+fewest open; a worker reports each connection it closes. Workers that accepted from one shared socket took
+keep-alive connections as the kernel gave them: 16 clients' connections were seen split 5 and 11 between two
+workers, so that a third of the clients waited less than half as long as the rest (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Final
 
-__all__ = ["APP_FACTORY", "STARTUP_FAILURE", "Supervisor", "run", "serve_socket"]
+__all__ = ["APP_FACTORY", "CLOSED_REPORT", "STARTUP_FAILURE", "Supervisor", "run", "serve_socket"]
 
 APP_FACTORY: Final = "facegender.server.app:app_from_env"
 
 STARTUP_FAILURE: Final = 3
 """Exit status of a uvicorn worker whose app failed to start; a supervisor that sees it stops with it."""
+
+CLOSED_REPORT: Final = b"c"
+"""What a worker sends on its channel for each connection it has closed."""
 
 # Where a new process can inherit the listening socket; elsewhere (Windows) uvicorn's supervisor runs them.
 _CAN_HAND_OVER_SOCKETS: Final = os.name == "posix"
@@ -36,6 +46,7 @@ _STOP_SIGNALS: Final = tuple(
 )  # Windows has no SIGHUP
 _POLL_S: Final = 0.5
 _BACKLOG: Final = 2048  # uvicorn's default
+_ACCEPTS_PER_TURN: Final = 64  # so that a flood of connections still leaves turns for the workers and signals
 _PR_SET_PDEATHSIG: Final = 1  # prctl(2)
 
 logger = logging.getLogger("facegender.server")
@@ -55,27 +66,26 @@ def run(*, host: str, port: int, workers: int) -> None:
         sys.exit(Supervisor(host=host, port=port, workers=workers).run())
     import uvicorn
 
+    # The app writes its own access log (with the request id); uvicorn's would repeat each line without it.
     # Uvicorn re-raises SIGTERM once it has shut down, which would kill the process with it; the handler
     # set here turns that into a normal exit.
     previous = signal.signal(signal.SIGTERM, _exit_ok)
     try:
-        uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, access_log=False)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def serve_socket(*, fd: int, host: str, port: int, supervisor: int) -> None:
-    """A worker: serve :data:`APP_FACTORY` on the inherited listening socket ``fd`` until stopped.
+    """A worker: serve :data:`APP_FACTORY` on the connections handed over on the channel ``fd`` until stopped.
 
-    ``host`` and ``port`` are what the socket is bound to; ``supervisor`` is the process id of the parent whose
-    death stops this worker too. Uvicorn exits with :data:`STARTUP_FAILURE` when the app fails to start.
+    ``host`` and ``port`` are what the supervisor listens on; ``supervisor`` is the process id of the parent
+    whose death stops this worker too. Uvicorn exits with :data:`STARTUP_FAILURE` when the app fails to start.
     """
     _stop_with(supervisor)
-    import uvicorn
+    from facegender.server.worker import serve_handed_over  # uvicorn and the app: the workers' alone
 
-    listener = socket.socket(fileno=fd)
-    server = uvicorn.Server(uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port))
-    server.run(sockets=[listener])
+    serve_handed_over(channel=socket.socket(fileno=fd), app=APP_FACTORY, host=host, port=port)
 
 
 def _stop_with(supervisor: int) -> None:
@@ -94,15 +104,25 @@ def _stop_with(supervisor: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+@dataclass(eq=False)
+class _Worker:
+    """A worker process, the supervisor's end of its channel, and how many connections it holds open."""
+
+    process: subprocess.Popen[bytes]
+    channel: socket.socket
+    connections: int = 0
+
+
 class Supervisor:
-    """Runs ``workers`` worker processes on one listening socket and keeps that many running."""
+    """Runs ``workers`` worker processes, keeps that many running, and hands each connection to the one that
+    holds the fewest open."""
 
     def __init__(self, *, host: str, port: int, workers: int) -> None:
         self.host = host
         self.port = port
         self.workers = workers
         self._stopping: int | None = None  # the signal that asked to stop, once one did
-        self._running: list[subprocess.Popen[bytes]] = []
+        self._running: list[_Worker] = []
 
     def run(self) -> int:
         """Serve until a stop signal; the exit status: 0 after a graceful stop, else why it stopped."""
@@ -140,45 +160,94 @@ class Supervisor:
         except OSError:
             listener.close()
             raise
-        listener.set_inheritable(True)
+        listener.setblocking(False)
         return listener
 
     def _on_signal(self, number: int, __: FrameType | None) -> None:
         if self._stopping is not None:  # asked twice: stop now, without waiting for requests in flight
-            for process in self._running:
-                process.kill()
+            for worker in self._running:
+                worker.process.kill()
         self._stopping = number
 
-    def _start(self, listener: socket.socket) -> subprocess.Popen[bytes]:
-        fd = listener.fileno()
-        command = [sys.executable, __file__, "--worker", str(fd), self.host, str(self.port), str(os.getpid())]
-        process = subprocess.Popen(command, pass_fds=(fd,))
+    def _start(self) -> _Worker:
+        channel, theirs = socket.socketpair()
+        with theirs:
+            fd = theirs.fileno()
+            command = [sys.executable, __file__, "--worker", str(fd), self.host, str(self.port), str(os.getpid())]
+            process = subprocess.Popen(command, pass_fds=(fd,))
+        channel.setblocking(False)
         logger.info("Started worker [%d]", process.pid)
-        return process
+        return _Worker(process=process, channel=channel)
 
     def _supervise(self, listener: socket.socket) -> int:
-        self._running = [self._start(listener) for _ in range(self.workers)]
-        status = 0
-        while self._stopping is None:
-            time.sleep(_POLL_S)
-            for index, process in enumerate(self._running):
-                code = process.poll()
-                if code is None or self._stopping is not None:
-                    continue
-                if code == STARTUP_FAILURE:
-                    logger.error("Worker [%d] failed to start; stopping", process.pid)
-                    self._stopping, status = signal.SIGTERM, STARTUP_FAILURE
-                    break
-                logger.warning("Worker [%d] exited with status %d; starting another", process.pid, code)
-                self._running[index] = self._start(listener)
-        for process in self._running:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self._running:
-            process.wait()
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            self._running = [self._start() for _ in range(self.workers)]
+            for worker in self._running:
+                selector.register(worker.channel, selectors.EVENT_READ, worker)
+            status = 0
+            while self._stopping is None:
+                for key, _ in selector.select(_POLL_S):
+                    if key.data is None:
+                        self._hand_over(listener)
+                    elif not self._count_closed(key.data):
+                        selector.unregister(key.fileobj)  # its worker is gone: replaced below
+                for index, worker in enumerate(self._running):
+                    code = worker.process.poll()
+                    if code is None or self._stopping is not None:
+                        continue
+                    if code == STARTUP_FAILURE:
+                        logger.error("Worker [%d] failed to start; stopping", worker.process.pid)
+                        self._stopping, status = signal.SIGTERM, STARTUP_FAILURE
+                        break
+                    logger.warning("Worker [%d] exited with status %d; starting another", worker.process.pid, code)
+                    with contextlib.suppress(KeyError):  # (already, if its channel closed first)
+                        selector.unregister(worker.channel)
+                    worker.channel.close()
+                    self._running[index] = self._start()
+                    selector.register(self._running[index].channel, selectors.EVENT_READ, self._running[index])
+        listener.close()  # no new connections while the workers finish the requests they have
+        for worker in self._running:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self._running:
+            worker.process.wait()
+            worker.channel.close()
         if status == 0:
             logger.info("Stopped on %s", signal.Signals(self._stopping).name)
         return status
+
+    def _hand_over(self, listener: socket.socket) -> None:
+        """Accept the waiting connections and hand each to the worker with the fewest open (a connection that
+        no worker takes is closed)."""
+        for _ in range(_ACCEPTS_PER_TURN):
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # the client gave up meanwhile, or no file descriptors are left
+                logger.warning("could not accept a connection: %s", exc.strerror or exc)
+                return
+            with connection:
+                for worker in sorted(self._running, key=lambda running: running.connections):
+                    try:
+                        socket.send_fds(worker.channel, [b"\0"], [connection.fileno()])
+                    except OSError:  # its channel is full, or it is gone: the next
+                        continue
+                    worker.connections += 1
+                    break
+
+    @staticmethod
+    def _count_closed(worker: _Worker) -> bool:
+        """Take ``worker``'s reports of closed connections; False once its channel has closed."""
+        try:
+            reports = worker.channel.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            reports = b""
+        worker.connections = max(0, worker.connections - len(reports) // len(CLOSED_REPORT))
+        return bool(reports)
 
 
 if __name__ == "__main__":
