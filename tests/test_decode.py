@@ -30,6 +30,7 @@ from image_files import (
 from numpy.typing import NDArray
 from PIL import Image, ImageFile, ImageOps, features
 
+from facegender import decode as decode_module
 from facegender.decode import DecodedImage, decode_image, load_image
 from facegender.errors import FaceGenderError, ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
@@ -238,6 +239,49 @@ EXIF_PAYLOADS = {
 def test_corrupt_exif_does_not_fail_the_decode(payload: bytes, portrait_jpeg: bytes) -> None:
     decoded = load_image(_jpeg_with_app1(portrait_jpeg, payload))
     np.testing.assert_array_equal(decoded, load_image(portrait_jpeg))
+
+
+# ------------------------------------------------------------------------- JPEG: libjpeg-turbo straight to RGB
+
+
+def _pillow_alone(data: bytes, reduction: int) -> RGB:
+    """``data`` decoded by Pillow at ``1/reduction`` scale and turned upright: the reference."""
+    with Image.open(io.BytesIO(data)) as image:
+        if reduction > 1:
+            image.draft(None, (image.width // reduction, image.height // reduction))
+        return np.asarray((ImageOps.exif_transpose(image) or image).convert("RGB"))
+
+
+@pytest.mark.parametrize("reduction", [1, 2, 4, 8])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpegs_decode_to_pillow_s_very_pixels_at_every_scale_and_orientation(
+    reduction: int, orientation: int, original: RGB
+) -> None:
+    data = with_orientation(original, orientation, "JPEG", quality=90)
+    with Image.open(io.BytesIO(data)) as image:
+        assert decode_module._decoded_jpeg(data, image, reduction=reduction) is not None  # libjpeg-turbo's way
+    decoded = decode_image(data, min_scale=lambda width, height: 1 / reduction)
+    np.testing.assert_array_equal(decoded.pixels, _pillow_alone(data, reduction))
+    assert (decoded.height, decoded.width) == original.shape[:2]
+
+
+def test_mpo_and_greyscale_jpegs_decode_to_pillow_s_pixels(original: RGB) -> None:
+    mpo = save(Image.fromarray(original), "MPO", quality=90)
+    grey = save(Image.fromarray(original).convert("L"), "JPEG", quality=90)
+    cmyk = save(Image.fromarray(original).convert("CMYK"), "JPEG", quality=90)
+    for data in (mpo, grey, cmyk):
+        np.testing.assert_array_equal(
+            decode_image(data, min_scale=lambda width, height: 0.5).pixels, _pillow_alone(data, 2)
+        )
+
+
+def test_a_jpeg_with_recoverable_damage_is_decoded_as_pillow_decodes_it(portrait_jpeg: bytes) -> None:
+    # Stray bytes before a marker: libjpeg warns and goes on. Pillow decodes such a file; so does this.
+    scan = portrait_jpeg.index(b"\xff\xda")
+    damaged = portrait_jpeg[:scan] + b"\x00\x00\x00" + portrait_jpeg[scan:]
+    with Image.open(io.BytesIO(damaged)) as image:
+        assert decode_module._decoded_jpeg(damaged, image, reduction=1) is None  # refused by the strict way
+    np.testing.assert_array_equal(load_image(damaged), _pillow_alone(damaged, 1))
 
 
 # --------------------------------------------------------------------------------------------- refusals
