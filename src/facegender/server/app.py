@@ -160,7 +160,9 @@ async def _unexpected_error(request: Request, __: Exception) -> JSONResponse:
     return _error_response(request, InferenceFailedError.http_status, code, message)
 
 
-def _facegender(request: Request) -> FaceGender:
+async def _facegender(request: Request) -> FaceGender:
+    # async, though it awaits nothing: FastAPI runs a plain function dependency on a worker thread, a thread
+    # hop per request for an attribute lookup (with the inference stubbed out, 0.88 against 0.64 ms per request).
     engine = getattr(request.app.state, "facegender", None)
     if not isinstance(engine, FaceGender):
         raise ModelError("the models are not loaded yet")
