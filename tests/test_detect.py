@@ -188,7 +188,7 @@ def test_the_search_counts_sides_in_pixels_of_the_photo_at_any_decode_scale(dete
     # 900x600 decoded at half scale is 450x300: still a photo with a short side over 400, so still searched finer.
     assert detector.smallest_face(450, 300, downscale=2) * 2 == pytest.approx(detector.smallest_face(900, 600))
     assert detector.smallest_face(900, 600) < detector.smallest_face(390, 260) * 900 / 390
-    assert detector.finest_scale(900, 600) == pytest.approx(128 / (0.6 * 600))
+    assert detector.finest_scale(900, 600) == pytest.approx(208 / 600)  # its input: 208 pixels on the short side
     assert detector.finest_scale(300, 200) == pytest.approx(128 / 300)  # a small photo: the whole-photo pass only
 
 
@@ -215,3 +215,15 @@ def test_a_quarter_turn_must_make_the_face_surer_by_more_than_the_margin() -> No
     assert upright_turns([0.9, 0.2, 0.95, 0.1], margin=0.1) == 0
     assert upright_turns([0.7, 0.2, 0.95, 0.1], margin=0.1) == 2
     assert upright_turns([0.0, 0.0, 0.0, 0.8], margin=0.1) == 3
+
+
+@pytest.mark.parametrize(("width", "height"), [(853, 1280), (1280, 853), (600, 600), (1000, 400)])
+def test_the_passes_are_padded_by_less_than_a_stride(detector: BlazeFaceDetector, width: int, height: int) -> None:
+    # Padding is work for nothing: the whole-photo pass is as narrow as the photo (not a square), and the finer
+    # pass shows the short side as exactly 208 pixels (not 213, padded to 224).
+    whole = detector._letterbox(width, height, margin=1.0)
+    assert max(whole.width, whole.height) == detector.input_size
+    assert whole.width - width * whole.scale < 16 and whole.height - height * whole.scale < 16
+    for side in detector._fine_sides(width, height, downscale=1.0)[:1]:
+        fine = detector._fine(width, height, side)
+        assert min(fine.width, fine.height) == pytest.approx(min(width, height) * fine.scale) == 208

@@ -82,17 +82,19 @@ def _anchor_centres(width: int, height: int) -> FloatArray:
 class BlazeFaceDetector:
     """Finds faces and six landmarks each.
 
-    The network sees the whole image letterboxed into 128x128, which finds faces from about a fifth of
-    the long side up to the whole frame. Faces that fill the frame (already-cropped chips) are found by a
-    second view with a wide border when the first finds nothing. Photos with a short side of 400 pixels
-    or more are also searched at a finer scale, the whole image in one pass, so that faces down to about
-    an eighth of the short side are found. ``min_face_size`` (pixels) adds finer scales, at a cost that
-    grows with the square of the photo's size over that face size.
+    The network sees the whole image with its long side at 128 pixels (as wide or high as the image needs,
+    in whole strides), which finds faces from about a fifth of the long side up to the whole frame. Faces
+    that fill the frame (already-cropped chips) are found by a second view with a wide border when the first
+    finds nothing. Photos with a short side of 400 pixels or more are also searched at a finer scale, the
+    whole image in one pass, so that faces down to about an eighth of the short side are found.
+    ``min_face_size`` (pixels) adds finer scales, at a cost that grows with the square of the photo's size
+    over that face size.
     """
 
     input_size: Final = 128
-    # The finer scale shows a window of this fraction of the short side as 128 pixels.
-    _fine_fraction: Final = 0.6
+    # The finer scale shows a window of this fraction of the short side as 128 pixels: about 0.6, chosen so that
+    # the short side of its input is 208 pixels, a multiple of the stride (0.6 gave 213, padded to 224).
+    _fine_fraction: Final = 128 / 208
     _min_side_for_fine: Final = 400
     # The smallest face found reliably in a view, as a fraction of the view's side (measured on portraits).
     _findable_fraction: Final = 0.2
@@ -232,14 +234,18 @@ class BlazeFaceDetector:
         return sides
 
     def _letterbox(self, width: int, height: int, *, margin: float) -> _Pass:
-        """The whole image, centred in one square input with a border of ``margin`` times the long side."""
+        """The whole image, its long side shown as ``input_size / margin`` pixels, centred in one input with a
+        border of the same width on every side (at least): square for a square image, narrower for others."""
         scale = self.input_size / (max(width, height) * margin)
+        border = (margin - 1) * max(width, height) * scale
+        input_width = min(self.input_size, _in_strides(width * scale + border))
+        input_height = min(self.input_size, _in_strides(height * scale + border))
         return _Pass(
             scale=scale,
-            shift_x=(self.input_size - width * scale) / 2,
-            shift_y=(self.input_size - height * scale) / 2,
-            width=self.input_size,
-            height=self.input_size,
+            shift_x=(input_width - width * scale) / 2,
+            shift_y=(input_height - height * scale) / 2,
+            width=input_width,
+            height=input_height,
             threshold=self.score_threshold,
         )
 
@@ -250,8 +256,8 @@ class BlazeFaceDetector:
             scale=scale,
             shift_x=0.0,
             shift_y=0.0,
-            width=math.ceil(width * scale / _STRIDE) * _STRIDE,
-            height=math.ceil(height * scale / _STRIDE) * _STRIDE,
+            width=_in_strides(width * scale),
+            height=_in_strides(height * scale),
             threshold=max(self.score_threshold, self._fine_threshold),
         )
 
@@ -336,6 +342,12 @@ class BlazeFaceDetector:
         bounds = (float(geometry[0]), float(geometry[1]), float(geometry[2]), float(geometry[3]))
         points = tuple((float(x), float(y)) for x, y in geometry[4:].reshape(6, 2))
         return Detection(box=Box.clipped(bounds, width, height), score=score, bounds=bounds, keypoints=points)
+
+
+def _in_strides(length: float) -> int:
+    """The input side, a whole number of strides, that holds ``length`` pixels: a rounding error of a millionth
+    of a pixel over a stride (208.00000000000003) does not add another stride."""
+    return math.ceil(length / _STRIDE - 1e-6) * _STRIDE
 
 
 def _score(found: Detection | None) -> float:
