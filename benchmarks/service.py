@@ -26,7 +26,7 @@ from typing import IO
 from .client import FormBody, FormClient, NoAnswerError, form_body
 from .common import NO_MEMORY, ROOT, Memory, PeakSampler, Row, free_port, percentile, process_memory, wait_until_ready
 
-__all__ = ["CLIENTS", "WORKERS", "Load", "Server", "our_server", "payloads", "run", "send", "serving"]
+__all__ = ["CLIENTS", "WORKERS", "Load", "Server", "our_server", "payloads", "run", "send", "serving", "warm_up"]
 
 WORKERS = (1, 2)
 CLIENTS = (1, 4, 16)
@@ -132,7 +132,7 @@ def send(server: Server, photos: Sequence[FormBody], *, clients: int, requests: 
     )
 
 
-def _warm_up(server: Server, photos: Sequence[FormBody], workers: int) -> Memory:
+def warm_up(server: Server, photos: Sequence[FormBody], workers: int) -> Memory:
     """Bring every worker into use, let it settle, and return the idle memory."""
     send(server, photos, clients=2 * workers, requests=8 * workers)
     time.sleep(1.0)
@@ -148,7 +148,7 @@ def run(*, photos: Sequence[FormBody], requests: int, clients: Sequence[int] = C
         peer_command = [sys.executable, "-m", "uvicorn", "benchmarks.peer_server:app", "--workers", str(workers)]
         peer_command += ["--log-level", "warning"]
         with serving(our_command, (peer_command, {})) as (ours, peer):
-            idle = (_warm_up(ours, photos, workers), _warm_up(peer, photos, workers))
+            idle = (warm_up(ours, photos, workers), warm_up(peer, photos, workers))
             peaks = [idle[0], idle[1]]
             for count in clients:
                 our_load = send(ours, photos, clients=count, requests=max(requests, count))

@@ -87,3 +87,23 @@ def test_quick_benchmark_prints_every_row(shared_data: Path, tmp_path: Path) -> 
     assert (tmp_path / "benchmark.md").read_text().strip() == result.stdout.strip()
     record = json.loads((tmp_path / "benchmark.json").read_text())
     assert record["quick"] and len(record["rows"]) == len(main)
+
+
+@pytest.mark.slow
+def test_compare_runs_each_checkout_s_server_and_prints_its_rows() -> None:
+    command = [sys.executable, "-m", "benchmarks.compare", str(ROOT), "--rounds", "2", "--workers", "1"]
+    command += ["--clients", "1", "2", "--requests", "4"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = _table_rows(result.stdout, "round")
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        (round_, str(ROOT), clients) for round_ in ("1", "2") for clients in ("1", "2")
+    ]
+    assert all(float(row[3]) > 0 and float(row[4]) <= float(row[5]) <= float(row[6]) for row in rows)
+
+
+def test_compare_refuses_a_folder_that_is_no_checkout(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "not a checkout of facegender" in result.stderr

@@ -234,12 +234,13 @@ class BlazeFaceDetector:
         return sides
 
     def _letterbox(self, width: int, height: int, *, margin: float) -> _Pass:
-        """The whole image, its long side shown as ``input_size / margin`` pixels, centred in one input with a
-        border of the same width on every side (at least): square for a square image, narrower for others."""
+        """The whole image, its long side shown as ``input_size / margin`` pixels, centred in one input: square
+        where there is a margin (a border of context for faces that fill the frame), else as narrow as the
+        image (128x96 for a 2:3 portrait: a square's borders would be work for nothing)."""
         scale = self.input_size / (max(width, height) * margin)
-        border = (margin - 1) * max(width, height) * scale
-        input_width = min(self.input_size, _in_strides(width * scale + border))
-        input_height = min(self.input_size, _in_strides(height * scale + border))
+        input_width = input_height = self.input_size
+        if margin == 1.0:
+            input_width, input_height = _in_strides(width * scale), _in_strides(height * scale)
         return _Pass(
             scale=scale,
             shift_x=(input_width - width * scale) / 2,
