@@ -208,21 +208,25 @@ def test_keep_alive_connections_are_shared_evenly(
                 client.close()
 
 
-def test_each_connection_goes_to_the_worker_with_the_fewest_open() -> None:
-    supervisor = supervisor_module.Supervisor(host="127.0.0.1", port=free_port(), workers=2)
+def test_each_connection_goes_to_the_ready_worker_with_the_fewest_open() -> None:
+    supervisor = supervisor_module.Supervisor(host="127.0.0.1", port=free_port(), workers=3)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    pairs = [socket.socketpair() for _ in range(2)]
-    busy, quiet = (
+    pairs = [socket.socketpair() for _ in range(3)]
+    busy, quiet, starting = (
         supervisor_module._Worker(process=subprocess.Popen(sleeper), channel=ours, connections=open_now)
-        for (ours, _), open_now in zip(pairs, (3, 1), strict=True)
+        for (ours, _), open_now in zip(pairs, (3, 1, 0), strict=True)
     )
-    supervisor._running = [busy, quiet]
+    supervisor._running = [busy, quiet, starting]
+    for worker, (_, theirs) in zip((busy, quiet), pairs, strict=False):  # the third is still starting
+        theirs.sendall(supervisor_module.READY_REPORT)
+        _wait_readable(worker.channel)
+        assert supervisor._read_reports(worker) and worker.ready
     listener = supervisor._bind()
     try:
         with socket.create_connection(("127.0.0.1", supervisor.port)) as client:
             _wait_readable(listener)
             supervisor._hand_over(listener)
-            assert (busy.connections, quiet.connections) == (3, 2)
+            assert (busy.connections, quiet.connections, starting.connections) == (3, 2, 0)
             _, fds, _, _ = socket.recv_fds(pairs[1][1], 16, 4)
             assert len(fds) == 1
             with socket.socket(fileno=fds[0]) as handed:  # the very connection: what the client sends arrives
@@ -230,13 +234,13 @@ def test_each_connection_goes_to_the_worker_with_the_fewest_open() -> None:
                 assert handed.recv(4) == b"ping"
         pairs[0][1].sendall(supervisor_module.CLOSED_REPORT * 2)
         _wait_readable(busy.channel)
-        assert supervisor._count_closed(busy) and busy.connections == 1
+        assert supervisor._read_reports(busy) and busy.connections == 1
         pairs[1][1].close()  # the worker is gone
         _wait_readable(quiet.channel)
-        assert not supervisor._count_closed(quiet)
+        assert not supervisor._read_reports(quiet) and not quiet.ready
     finally:
         listener.close()
-        for worker in (busy, quiet):
+        for worker in (busy, quiet, starting):
             worker.process.kill()
             worker.process.wait()
         for ours, theirs in pairs:

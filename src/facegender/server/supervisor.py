@@ -10,7 +10,8 @@ in place of any that dies, and stops them all gracefully on SIGTERM, SIGINT or S
 app from the ``FACEGENDER_*`` environment.
 
 The supervisor accepts the connections itself and hands each, over its channel, to the worker that holds the
-fewest open; a worker reports each connection it closes. Workers that accepted from one shared socket took
+fewest open among those that have reported ready (while none has, connections wait in the kernel's queue); a
+worker reports each connection it closes. Workers that accepted from one shared socket took
 keep-alive connections as the kernel gave them: 16 clients' connections were seen split 5 and 11 between two
 workers, so that a third of the clients waited less than half as long as the rest (docs/performance.md).
 """
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Final
 
-__all__ = ["APP_FACTORY", "CLOSED_REPORT", "STARTUP_FAILURE", "Supervisor", "run", "serve_socket"]
+__all__ = ["APP_FACTORY", "CLOSED_REPORT", "READY_REPORT", "STARTUP_FAILURE", "Supervisor", "run", "serve_socket"]
 
 APP_FACTORY: Final = "facegender.server.app:app_from_env"
 
@@ -38,6 +39,8 @@ STARTUP_FAILURE: Final = 3
 
 CLOSED_REPORT: Final = b"c"
 """What a worker sends on its channel for each connection it has closed."""
+READY_REPORT: Final = b"r"
+"""What a worker sends on its channel once its app has started and it takes connections."""
 
 # Where a new process can inherit the listening socket; elsewhere (Windows) uvicorn's supervisor runs them.
 _CAN_HAND_OVER_SOCKETS: Final = os.name == "posix"
@@ -106,11 +109,13 @@ def _stop_with(supervisor: int) -> None:
 
 @dataclass(eq=False)
 class _Worker:
-    """A worker process, the supervisor's end of its channel, and how many connections it holds open."""
+    """A worker process, the supervisor's end of its channel, how many connections it holds open, and whether
+    it takes connections yet."""
 
     process: subprocess.Popen[bytes]
     channel: socket.socket
     connections: int = 0
+    ready: bool = False
 
 
 class Supervisor:
@@ -181,16 +186,24 @@ class Supervisor:
 
     def _supervise(self, listener: socket.socket) -> int:
         with selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
             self._running = [self._start() for _ in range(self.workers)]
             for worker in self._running:
                 selector.register(worker.channel, selectors.EVENT_READ, worker)
             status = 0
+            listening = False
             while self._stopping is None:
+                # While no worker is ready (starting, or all being replaced), connections wait in the kernel's
+                # queue, as they would for workers listening themselves; a starting one gets none meanwhile.
+                if listening != any(worker.ready for worker in self._running):
+                    listening = not listening
+                    if listening:
+                        selector.register(listener, selectors.EVENT_READ)
+                    else:
+                        selector.unregister(listener)
                 for key, _ in selector.select(_POLL_S):
                     if key.data is None:
                         self._hand_over(listener)
-                    elif not self._count_closed(key.data):
+                    elif not self._read_reports(key.data):
                         selector.unregister(key.fileobj)  # its worker is gone: replaced below
                 for index, worker in enumerate(self._running):
                     code = worker.process.poll()
@@ -218,8 +231,8 @@ class Supervisor:
         return status
 
     def _hand_over(self, listener: socket.socket) -> None:
-        """Accept the waiting connections and hand each to the worker with the fewest open (a connection that
-        no worker takes is closed)."""
+        """Accept the waiting connections and hand each to the ready worker with the fewest open (a connection
+        that no worker takes is closed)."""
         for _ in range(_ACCEPTS_PER_TURN):
             try:
                 connection, _ = listener.accept()
@@ -229,7 +242,7 @@ class Supervisor:
                 logger.warning("could not accept a connection: %s", exc.strerror or exc)
                 return
             with connection:
-                for worker in sorted(self._running, key=lambda running: running.connections):
+                for worker in sorted((w for w in self._running if w.ready), key=lambda ready: ready.connections):
                     try:
                         socket.send_fds(worker.channel, [b"\0"], [connection.fileno()])
                     except OSError:  # its channel is full, or it is gone: the next
@@ -238,15 +251,16 @@ class Supervisor:
                     break
 
     @staticmethod
-    def _count_closed(worker: _Worker) -> bool:
-        """Take ``worker``'s reports of closed connections; False once its channel has closed."""
+    def _read_reports(worker: _Worker) -> bool:
+        """Take ``worker``'s reports (ready, a connection closed); False once its channel has closed."""
         try:
             reports = worker.channel.recv(4096)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:
             reports = b""
-        worker.connections = max(0, worker.connections - len(reports) // len(CLOSED_REPORT))
+        worker.connections = max(0, worker.connections - reports.count(CLOSED_REPORT))
+        worker.ready = bool(reports) and (worker.ready or READY_REPORT in reports)
         return bool(reports)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from facegender.server.supervisor import CLOSED_REPORT
+from facegender.server.supervisor import CLOSED_REPORT, READY_REPORT
 
 __all__ = ["serve_handed_over"]
 
@@ -75,6 +75,7 @@ class _HandedOverServer(uvicorn.Server):
         await super().startup(sockets=[])  # (exits the process if the app fails to start)
         loop = asyncio.get_running_loop()
         loop.add_reader(self._channel.fileno(), self._take_connections, loop)
+        self._report(READY_REPORT)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().remove_reader(self._channel.fileno())  # no new connections
@@ -104,9 +105,9 @@ class _HandedOverServer(uvicorn.Server):
         protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
             config=self.config, server_state=self.server_state, app_state=self.lifespan.state
         )
-        return _CountedConnection(protocol, self._report_closed)
+        return _CountedConnection(protocol, functools.partial(self._report, CLOSED_REPORT))
 
-    def _report_closed(self) -> None:
+    def _report(self, report: bytes) -> None:
         # A full channel (a supervisor far behind) or a closed one loses the report: the count only steers.
         with contextlib.suppress(OSError):
-            self._channel.send(CLOSED_REPORT)
+            self._channel.send(report)
