@@ -42,7 +42,8 @@ CLOSED_REPORT: Final = b"c"
 READY_REPORT: Final = b"r"
 """What a worker sends on its channel once its app has started and it takes connections."""
 
-# Where a new process can inherit the listening socket; elsewhere (Windows) uvicorn's supervisor runs them.
+# Where a socket can be passed to another process over a Unix socket; elsewhere (Windows) uvicorn's supervisor
+# runs the workers.
 _CAN_HAND_OVER_SOCKETS: Final = os.name == "posix"
 _STOP_SIGNALS: Final = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
@@ -119,8 +120,8 @@ class _Worker:
 
 
 class Supervisor:
-    """Runs ``workers`` worker processes, keeps that many running, and hands each connection to the one that
-    holds the fewest open."""
+    """Runs ``workers`` worker processes, keeps that many running, and hands each connection to the ready one
+    that holds the fewest open."""
 
     def __init__(self, *, host: str, port: int, workers: int) -> None:
         self.host = host
