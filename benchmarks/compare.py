@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from facegender.data import load_dataset
+
 from .common import SHARED, percentile
 from .service import our_server, payloads, send, serving, warm_up
 
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16], help="client counts (default 1 16)")
     parser.add_argument("--requests", type=int, default=400, help="requests per client count (default 400)")
     args = parser.parse_args(argv)
-    photos = payloads(sorted((SHARED / "portraits" / "images").rglob("*.jpg")))
+    photos = payloads([item.path for item in load_dataset(SHARED / "portraits")])
     command, env = our_server(workers=args.workers, clients=max(args.clients))
     commands = [(command, {**env, "PYTHONPATH": str(path / "src")}) for path in args.checkouts]
     print("| round | checkout | clients | requests/s | p50 ms | p95 ms | p99 ms |")

@@ -221,7 +221,7 @@ def test_a_quarter_turn_must_make_the_face_surer_by_more_than_the_margin() -> No
 def test_the_passes_are_padded_by_less_than_a_stride(detector: BlazeFaceDetector, width: int, height: int) -> None:
     # Padding is work for nothing: the whole-photo pass is as narrow as the photo (not a square), and the finer
     # pass shows the short side as exactly 208 pixels (not 213, padded to 224).
-    whole = detector._letterbox(width, height, margin=1.0)
+    whole = detector._whole(width, height)
     assert max(whole.width, whole.height) == detector.input_size
     assert whole.width - width * whole.scale < 16 and whole.height - height * whole.scale < 16
     for side in detector._fine_sides(width, height, downscale=1.0)[:1]:

@@ -155,7 +155,7 @@ class BlazeFaceDetector:
         """
         height, width = image.shape[:2]
         pyramid = _Pyramid(image)
-        views = [self._letterbox(width, height, margin=1.0)]
+        views = [self._whole(width, height)]
         views += [self._fine(width, height, side) for side in self._fine_sides(width, height, downscale=downscale)]
         first_look = None if on_first_look is None else lambda first: on_first_look(self._faces(first, width, height))
         candidates = self._run_all(pyramid, views, first_look=first_look)
@@ -233,14 +233,20 @@ class BlazeFaceDetector:
             sides.append(side)
         return sides
 
+    def _whole(self, width: int, height: int) -> _Pass:
+        """The whole image with its long side at 128 pixels, in an input as narrow as the image in whole strides
+        (128x96 for a 2:3 portrait: a square's borders would be work for nothing)."""
+        scale = self.input_size / max(width, height)
+        return self._centred(width, height, scale, _in_strides(width * scale), _in_strides(height * scale))
+
     def _letterbox(self, width: int, height: int, *, margin: float) -> _Pass:
-        """The whole image, its long side shown as ``input_size / margin`` pixels, centred in one input: square
-        where there is a margin (a border of context for faces that fill the frame), else as narrow as the
-        image (128x96 for a 2:3 portrait: a square's borders would be work for nothing)."""
+        """The whole image, centred in one square input with a border of ``margin`` times the long side (context
+        for faces that fill the frame)."""
         scale = self.input_size / (max(width, height) * margin)
-        input_width = input_height = self.input_size
-        if margin == 1.0:
-            input_width, input_height = _in_strides(width * scale), _in_strides(height * scale)
+        return self._centred(width, height, scale, self.input_size, self.input_size)
+
+    def _centred(self, width: int, height: int, scale: float, input_width: int, input_height: int) -> _Pass:
+        """The image at ``scale``, centred in an ``input_width`` x ``input_height`` input."""
         return _Pass(
             scale=scale,
             shift_x=(input_width - width * scale) / 2,

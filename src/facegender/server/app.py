@@ -183,7 +183,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        _limiter_of(app).close()
+        limiter.close()
 
 
 async def _read_upload(upload: UploadFile, limit: int) -> _Upload:
