@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         "--teacher", type=Path, help="soft targets for distillation (.npz from tools/teacher_probabilities.py)"
     )
     train.add_argument(
+        "--descriptors", type=Path, help="another model's face descriptors (.npz from tools/face_descriptors.py)"
+    )
+    train.add_argument(
         "--frozen-layers",
         type=int,
         default=TrainConfig.frozen_layers,
@@ -98,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         ("noise_share", "share of training chips given Gaussian pixel noise (default 0: none)"),
         ("noise_sigma", "the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)"),
         ("teacher_weight", "share of the loss on the --teacher probabilities, for distillation (default 0: none)"),
+        ("descriptor_weight", "weight of the --descriptors regression as a second task (default 0: none)"),
     ):
         option = f"--{field.replace('_', '-')}"
         train.add_argument(option, type=float, default=getattr(TrainConfig, field), help=help_text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import get_args
@@ -19,7 +20,7 @@ import torch
 
 from facegender.classify import CLASSIFIER_OUTPUT_NAME, GenderClassifier
 from facegender.cli import _parser
-from facegender.data import load_dataset
+from facegender.data import LabeledImage, load_dataset
 from facegender.errors import DatasetError
 from facegender.training.network import GenderNet
 from facegender.training.train import (
@@ -78,25 +79,32 @@ def test_one_epoch_on_64_images_exports_a_loadable_model(
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def _start_and_trained_with_age_head(config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The weights a run with the age head started from (train() seeds torch before it builds the network) and
+def _start_and_trained(
+    config: TrainConfig, *, age_head: bool = False, descriptor_size: int = 0
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The weights a run with those heads started from (train() seeds torch before it builds the network) and
     the weights it saved."""
     torch.manual_seed(config.seed)
-    return GenderNet(age_head=True).state_dict(), torch.load(config.out / "gender.pt")
+    start = GenderNet(age_head=age_head, descriptor_size=descriptor_size).state_dict()
+    return start, torch.load(config.out / "gender.pt")
+
+
+def _exports_gender_alone(model_path: Path, head: str) -> None:
+    exported = onnx.load(str(model_path))
+    assert [output.name for output in exported.graph.output] == [CLASSIFIER_OUTPUT_NAME]
+    assert not any(initializer.name.startswith(f"{head}.") for initializer in exported.graph.initializer)
+    assert GenderClassifier(model_path=model_path).predict(np.zeros((1, 128, 128, 3), np.uint8)).shape == (1, 2)
 
 
 @pytest.mark.slow
 def test_age_as_a_second_task_trains_its_own_head_and_exports_gender_alone(shared_data: Path, tmp_path: Path) -> None:
     config = replace(_one_epoch_on_64_images(shared_data, tmp_path), age_weight=0.5)
     result = train(config)
-    start, trained = _start_and_trained_with_age_head(config)
+    start, trained = _start_and_trained(config, age_head=True)
     assert trained["age.weight"].shape == (1, 1280)
     assert torch.equal(start["features.0.0.weight"], trained["features.0.0.weight"])  # same start (frozen stem)
     assert not torch.equal(start["age.weight"], trained["age.weight"])  # the age loss reached its head
-    exported = onnx.load(str(result.model_path))
-    assert [output.name for output in exported.graph.output] == [CLASSIFIER_OUTPUT_NAME]
-    assert not any(initializer.name.startswith("age.") for initializer in exported.graph.initializer)
-    assert GenderClassifier(model_path=result.model_path).predict(np.zeros((1, 128, 128, 3), np.uint8)).shape == (1, 2)
+    _exports_gender_alone(result.model_path, "age")
 
 
 @pytest.mark.slow
@@ -109,7 +117,7 @@ def test_age_weight_leaves_the_age_head_alone_where_the_data_gives_no_ages(share
     config = replace(_one_epoch_on_64_images(shared_data, tmp_path), data=labels, age_weight=0.5)
     result = train(config)
     assert math.isfinite(result.history[0].train_loss)
-    start, trained = _start_and_trained_with_age_head(config)
+    start, trained = _start_and_trained(config, age_head=True)
     assert torch.equal(start["age.weight"], trained["age.weight"])
     assert not torch.equal(start["classifier.1.weight"], trained["classifier.1.weight"])
 
@@ -181,6 +189,8 @@ def test_the_train_command_defaults_to_the_training_config() -> None:
     assert args.age_weight == defaults.age_weight
     assert args.noise_share == defaults.noise_share
     assert args.noise_sigma == defaults.noise_sigma
+    assert args.descriptor_weight == defaults.descriptor_weight
+    assert args.descriptors is defaults.descriptors is None
 
 
 def test_the_train_command_offers_every_precision(capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,10 +211,14 @@ def test_the_soft_cross_entropy_is_the_cross_entropy_with_probabilities() -> Non
     assert torch.allclose(_soft_cross_entropy(logits, torch.full((3,), 0.5)), halfway, atol=1e-6)
 
 
+def _train_items(config: TrainConfig) -> list[LabeledImage]:
+    """The training images that ``config`` uses."""
+    return [item for item in _select(load_dataset(config.data), config.limit) if item.split == "train"]
+
+
 def _teacher_file(config: TrainConfig, path: Path, *, drop: int = 0) -> Path:
     """A teacher file that is sure of every label of the training images ``config`` uses, less the first ``drop``."""
-    used = _select(load_dataset(config.data), config.limit)
-    train_items = [item for item in used if item.split == "train"][drop:]
+    train_items = _train_items(config)[drop:]
     np.savez(
         path,
         names=np.array([item.path.name for item in train_items]),
@@ -227,10 +241,46 @@ def test_a_teacher_that_repeats_the_labels_trains_as_the_labels_alone(shared_dat
     assert summary["config"]["teacher"] == str(teacher) and summary["config"]["teacher_weight"] == 0.5
 
 
-def test_a_teacher_weight_needs_a_teacher_for_every_training_image(shared_data: Path, tmp_path: Path) -> None:
-    config = replace(_one_epoch_on_64_images(shared_data, tmp_path), teacher_weight=0.5)
-    with pytest.raises(DatasetError, match="needs a teacher file"):
+def _descriptor_file(config: TrainConfig, path: Path, *, drop: int = 0) -> Path:
+    """Random 16-number descriptors for the training images ``config`` uses, less the first ``drop``."""
+    train_items = _train_items(config)[drop:]
+    vectors = np.random.default_rng(0).normal(size=(len(train_items), 16)).astype(np.float32)
+    np.savez(path, names=np.array([item.path.name for item in train_items]), descriptors=vectors)
+    return path
+
+
+@pytest.mark.slow
+def test_descriptors_as_a_second_task_train_their_own_head_and_export_gender_alone(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    config = _one_epoch_on_64_images(shared_data, tmp_path)
+    config = replace(config, descriptors=_descriptor_file(config, tmp_path / "descriptors.npz"), descriptor_weight=0.5)
+    result = train(config)
+    assert math.isfinite(result.history[0].train_loss)
+    start, trained = _start_and_trained(config, descriptor_size=16)
+    assert trained["descriptor.weight"].shape == (16, 1280)
+    assert not torch.equal(start["descriptor.weight"], trained["descriptor.weight"])  # its loss reached its head
+    _exports_gender_alone(result.model_path, "descriptor")
+
+
+@pytest.mark.parametrize(
+    ("weight", "source", "write", "what"),
+    [
+        ("teacher_weight", "teacher", _teacher_file, "teacher"),
+        ("descriptor_weight", "descriptors", _descriptor_file, "descriptor"),
+    ],
+)
+def test_a_weight_needs_its_file_to_cover_every_training_image(
+    shared_data: Path,
+    tmp_path: Path,
+    weight: str,
+    source: str,
+    write: Callable[..., Path],
+    what: str,
+) -> None:
+    config = replace(_one_epoch_on_64_images(shared_data, tmp_path), **{weight: 0.5})
+    with pytest.raises(DatasetError, match=f"needs a {what} file"):
         train(config)
-    short = _teacher_file(config, tmp_path / "short.npz", drop=3)
+    short = write(config, tmp_path / "short.npz", drop=3)
     with pytest.raises(DatasetError, match="lacks 3 training images"):
-        train(replace(config, teacher=short))
+        train(replace(config, **{source: short}))

@@ -48,3 +48,9 @@ class TrainConfig:
     teacher_weight: float = 0.0
     """The share of the training loss that is the cross-entropy with the teacher's probabilities (0: none); the
     rest is the cross-entropy with the labels. Needs ``teacher``."""
+    descriptors: Path | None = None
+    """Face descriptors of another model (``tools/face_descriptors.py`` writes them): an ``.npz`` with ``names``
+    (file names) and ``descriptors`` (one row per image)."""
+    descriptor_weight: float = 0.0
+    """The weight of regressing each training chip's face descriptor as a second task (0: none). Its loss, one
+    minus the cosine similarity, is added to the gender loss; the descriptor head is not exported."""

@@ -49,7 +49,7 @@ class _InvertedResidual(nn.Module):
 class GenderNet(nn.Module):
     """Image batch (N, 3, H, W), normalised with ImageNet statistics, to two logits (female, male)."""
 
-    def __init__(self, *, dropout: float = 0.2, age_head: bool = False) -> None:
+    def __init__(self, *, dropout: float = 0.2, age_head: bool = False, descriptor_size: int = 0) -> None:
         super().__init__()
         channels = 32
         layers: list[nn.Module] = [_conv_bn_relu(3, channels, stride=2)]
@@ -64,15 +64,19 @@ class GenderNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, 2))
         # Training only: log(1 + age) regressed from the same features, as a second task. Not exported.
         self.age = nn.Linear(1280, 1) if age_head else None
+        # Training only: another model's face descriptor regressed from the same features, to pass on what that
+        # model learnt to see in faces. Not exported.
+        self.descriptor = nn.Linear(1280, descriptor_size) if descriptor_size else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_heads(x)[0]
 
-    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The gender logits and, with the age head, the predicted log(1 + age) of each image."""
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The gender logits and, with those heads, the predicted log(1 + age) and face descriptor of each image."""
         pooled = self.features(x).mean(dim=(2, 3))
         logits: torch.Tensor = self.classifier(pooled)
-        return logits, None if self.age is None else self.age(pooled).squeeze(1)
+        age = None if self.age is None else self.age(pooled).squeeze(1)
+        return logits, age, None if self.descriptor is None else self.descriptor(pooled)
 
     def load_imagenet_backbone(self, path: Path) -> None:
         """Start from ImageNet features; the classification head stays freshly initialised."""

@@ -175,20 +175,37 @@ def fit_temperature(logits: NDArray[np.float32], targets: NDArray[np.int64]) -> 
     return best
 
 
+def _per_training_image(
+    path: Path | None, key: str, items: list[LabeledImage], *, what: str, option: str
+) -> dict[str, NDArray[np.generic]]:
+    """The rows under ``key`` of an ``.npz`` with ``names``, by file name; every training item must have one."""
+    if path is None:
+        raise DatasetError(f"a {what} weight needs a {what} file ({option})")
+    try:
+        with np.load(path) as stored:
+            by_name = dict(zip(stored["names"].tolist(), stored[key], strict=True))
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(f"cannot read the {what} file {path}: {exc}") from None
+    missing = sum(item.split == "train" and item.path.name not in by_name for item in items)
+    if missing:
+        raise DatasetError(f"the {what} file {path} lacks {missing} training images")
+    return by_name
+
+
 def _teacher_probabilities(config: TrainConfig, items: list[LabeledImage]) -> torch.Tensor:
     """Each item's probability of male by the teacher file; the labels where it has none (outside the train split,
     which the teacher's loss never sees)."""
-    if config.teacher is None:
-        raise DatasetError("a teacher weight needs a teacher file (--teacher)")
-    try:
-        with np.load(config.teacher) as stored:
-            by_name = dict(zip(stored["names"].tolist(), stored["male"].tolist(), strict=True))
-    except (OSError, KeyError, ValueError) as exc:
-        raise DatasetError(f"cannot read the teacher file {config.teacher}: {exc}") from None
-    missing = sum(item.split == "train" and item.path.name not in by_name for item in items)
-    if missing:
-        raise DatasetError(f"the teacher file {config.teacher} lacks {missing} training images")
+    by_name = _per_training_image(config.teacher, "male", items, what="teacher", option="--teacher")
     return torch.tensor([float(by_name.get(item.path.name, item.target)) for item in items])
+
+
+def _descriptor_targets(config: TrainConfig, items: list[LabeledImage]) -> torch.Tensor:
+    """Each item's face descriptor by the descriptor file, scaled to length 1; zeros (no target) where it has none
+    outside the train split."""
+    by_name = _per_training_image(config.descriptors, "descriptors", items, what="descriptor", option="--descriptors")
+    size = len(next(iter(by_name.values())))
+    rows = [by_name.get(item.path.name, np.zeros(size)) for item in items]
+    return functional.normalize(torch.from_numpy(np.stack(rows).astype(np.float32)), dim=1)
 
 
 def _soft_cross_entropy(logits: torch.Tensor, male: torch.Tensor) -> torch.Tensor:
@@ -228,6 +245,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     chips = torch.from_numpy(chip_set.chips)
     targets = torch.tensor([item.target for item in items])
     teacher_male = _teacher_probabilities(config, items) if config.teacher_weight > 0 else None
+    descriptors = _descriptor_targets(config, items) if config.descriptor_weight > 0 else None
     ages = torch.tensor([-1.0 if item.age is None else float(item.age) for item in items])
     usable = torch.from_numpy(chip_set.found)
     train_index = torch.tensor([i for i, item in enumerate(items) if item.split == "train"], dtype=torch.long)
@@ -239,7 +257,9 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     if len(val_index) == 0:  # tiny smoke-test sets: calibrate on what there is
         val_index = train_index
 
-    net = GenderNet(age_head=config.age_weight > 0).to(device)
+    net = GenderNet(
+        age_head=config.age_weight > 0, descriptor_size=0 if descriptors is None else descriptors.shape[1]
+    ).to(device)
     weights = imagenet_weights_path() if config.pretrained else None
     if weights is not None:
         net.load_imagenet_backbone(weights)
@@ -277,7 +297,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 x = _normalise((x * 255).permute(0, 2, 3, 1)).contiguous(memory_format=layout)
                 y = targets[index].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
-                    logits, age_out = net.forward_heads(x)
+                    logits, age_out, descriptor_out = net.forward_heads(x)
                     loss = functional.cross_entropy(logits, y)
                     if teacher_male is not None:
                         soft = _soft_cross_entropy(logits, teacher_male[index].to(device))
@@ -289,6 +309,12 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                             age_target = torch.log1p(batch_ages[known]).to(device)
                             age_loss = functional.smooth_l1_loss(age_out[known.to(device)].float(), age_target)
                             loss = loss + config.age_weight * age_loss
+                    if descriptor_out is not None and descriptors is not None:
+                        # Augmentation moves and turns the chip a little; the descriptor hardly notices such changes.
+                        similarity = functional.cosine_similarity(
+                            descriptor_out.float(), descriptors[index].to(device), dim=1
+                        )
+                        loss = loss + config.descriptor_weight * (1 - similarity).mean()
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
