@@ -57,14 +57,6 @@ def test_the_probe_recovers_a_logistic_model() -> None:
     np.testing.assert_allclose(_tool()._fit_probe(x, y), true, atol=0.08)
 
 
-def test_the_temperature_undoes_overconfidence() -> None:
-    rng = np.random.default_rng(1)
-    logits = rng.normal(0.0, 2.0, size=20_000)
-    y = (rng.random(len(logits)) < 1 / (1 + np.exp(-logits))).astype(np.float64)
-    assert abs(_tool()._temperature(2.0 * logits, y) - 2.0) < 0.15
-    assert abs(_tool()._temperature(logits, y) - 1.0) < 0.1
-
-
 def test_descriptors_add_a_held_out_probe(utkface_subset: Callable[[int], Path], tmp_path: Path) -> None:
     labels = utkface_subset(100)
     items = load_dataset(labels)

@@ -5,8 +5,8 @@
 
 dlib's ResNet descriptor (trained for face recognition on about three million faces; dlib-models, public
 domain) is computed on dlib's own alignment: its HOG detector's box (the whole image where it finds none, as on
-some tight chips), its 5-point landmarks, its 150 px chip. Writes an ``.npz`` with ``names`` (file names),
-``splits`` and ``descriptors`` (float32, one row of 128 per image). Only the splits named are read.
+some tight chips), its 5-point landmarks, its 150 px chip. Writes an ``.npz`` with ``names`` (file names)
+and ``descriptors`` (float32, one row of 128 per image). Only the splits named are read.
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     np.savez(
         args.out,
         names=np.array([item.path.name for item in items]),
-        splits=np.array([item.split for item in items]),
         descriptors=np.stack(descriptors),
     )
     print(f"wrote {args.out}: {len(items)} images")

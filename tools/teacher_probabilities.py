@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from facegender.chips import make_chips
 from facegender.classify import GenderClassifier
 from facegender.data import LabeledImage, load_dataset
+from facegender.training.train import fit_temperature
 
 Floats = NDArray[np.float64]
 _FOLDS = 5
@@ -67,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         train_y, validation_y = (_targets(items) for items in (train, validation))
         validation_models = models_log_odds(validation)
         validation_sum = validation_models + args.descriptor_weight * validation_probe
-        temperature = _temperature(validation_sum, validation_y)
+        # The female logit is 0, so the male logit is the log-odds.
+        logits = np.stack([np.zeros_like(validation_sum), validation_sum], axis=1).astype(np.float32)
+        temperature = fit_temperature(logits, validation_y.astype(np.int64))
         adults = np.array([item.is_adult is True for item in validation])
 
         def scores(log_odds: Floats) -> str:
@@ -133,13 +136,6 @@ def _fit_probe(x: Floats, y: Floats, *, l2: float = 1.0, steps: int = 25) -> Flo
 
 def _probe_log_odds(weights: Floats, x: Floats) -> Floats:
     return np.asarray(x @ weights[:-1] + weights[-1])
-
-
-def _temperature(log_odds: Floats, y: Floats) -> float:
-    """The divisor of ``log_odds`` with the least cross-entropy on ``y``, to 0.01."""
-    candidates = np.arange(0.5, 3.0, 0.01)
-    losses = [np.mean(np.logaddexp(0, -np.where(y == 1, 1, -1) * log_odds / t)) for t in candidates]
-    return float(candidates[int(np.argmin(losses))])
 
 
 if __name__ == "__main__":
