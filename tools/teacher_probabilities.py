@@ -48,25 +48,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = {teacher.input_size for teacher in teachers}
     if len(sizes) != 1:
         raise SystemExit(f"the teachers take chips of different sizes: {sorted(sizes)}")
-    size = sizes.pop()
     dataset = load_dataset(args.data)
     train = [item for item in dataset if item.split == "train"]
-
-    def models_log_odds(items: list[LabeledImage]) -> Floats:
-        chips = make_chips([item.path for item in items], size=size, cache_dir=args.cache_dir).chips
-        log_odds = []
-        for path, teacher in zip(args.models, teachers, strict=True):
-            male = np.clip(teacher.predict(chips)[:, 1].astype(np.float64), 1e-6, 1 - 1e-6)
-            log_odds.append(np.log(male / (1 - male)))
-            print(f"{path}: done", flush=True)
-        return np.mean(log_odds, axis=0)
-
-    log_odds = models_log_odds(train)
+    validation = [item for item in dataset if item.split == "val"] if args.descriptors is not None else []
+    # One pass of each teacher over the chips of both splits.
+    chips = make_chips([item.path for item in train + validation], size=sizes.pop(), cache_dir=args.cache_dir).chips
+    per_teacher = []
+    for path, teacher in zip(args.models, teachers, strict=True):
+        male = np.clip(teacher.predict(chips)[:, 1].astype(np.float64), 1e-6, 1 - 1e-6)
+        per_teacher.append(np.log(male / (1 - male)))
+        print(f"{path}: done", flush=True)
+    models = np.mean(per_teacher, axis=0)
+    log_odds, validation_models = models[: len(train)], models[len(train) :]
     if args.descriptors is not None:
-        validation = [item for item in dataset if item.split == "val"]
         held_out, validation_probe = _probe_teacher(train, validation, _descriptors(args.descriptors))
         train_y, validation_y = (_targets(items) for items in (train, validation))
-        validation_models = models_log_odds(validation)
         validation_sum = validation_models + args.descriptor_weight * validation_probe
         # The female logit is 0, so the male logit is the log-odds.
         logits = np.stack([np.zeros_like(validation_sum), validation_sum], axis=1).astype(np.float32)
