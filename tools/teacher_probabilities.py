@@ -85,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     male = 1 / (1 + np.exp(-log_odds))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, names=np.array([item.path.name for item in train]), male=male.astype(np.float32))
-    print(f"wrote {args.out}: {len(train)} training chips, {len(args.models)} teachers")
+    agreement = np.mean((male > 0.5) == _targets(train))
+    print(
+        f"wrote {args.out}: {len(train)} training chips, {len(args.models)} teachers, "
+        f"agreeing with the train labels on {agreement:.1%} of them"
+    )
 
 
 def _descriptors(path: Path) -> dict[str, NDArray[np.float32]]:
