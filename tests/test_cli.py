@@ -145,3 +145,20 @@ def test_evaluate_details_the_chosen_split(utkface_subset: Callable[[int], Path]
     refused = run_cli("evaluate", "--data", str(subset), "--out", str(out), "--split", "validation")
     assert refused.returncode == 2
     assert "invalid choice" in refused.stderr
+
+
+@pytest.mark.slow
+def test_second_opinion_writes_a_model_the_classifier_loads(
+    utkface_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("dlib")
+    from facegender.classify import FLOAT_CLASSIFIER_PATH, GenderClassifier
+
+    subset, out = utkface_subset(40), tmp_path / "second.onnx"
+    command = ("second-opinion", "--data", str(subset), "--out", str(out), "--cache-dir", str(tmp_path / "cache"))
+    result = run_cli(*command, "--model", str(FLOAT_CLASSIFIER_PATH), "--model-version", "9.9.9")
+    assert result.returncode == 0, result.stderr
+    assert "with the second opinion" in result.stdout and out.with_name("second.onnx.json").is_file()
+    assert GenderClassifier(model_path=out).version == "9.9.9"
+    missing = run_cli(*command, "--model", str(tmp_path / "none.onnx"))
+    assert missing.returncode == 3 and "model_unavailable" in missing.stderr and "Traceback" not in missing.stderr

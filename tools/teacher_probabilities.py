@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from facegender.chips import make_chips
 from facegender.classify import GenderClassifier
 from facegender.data import LabeledImage, load_dataset
+from facegender.training.logistic import fit_logistic, logistic_log_odds
 from facegender.training.train import fit_temperature
 
 Floats = NDArray[np.float64]
@@ -109,33 +110,13 @@ def _probe_teacher(
     folds = np.arange(len(train)) % _FOLDS
     held_out = np.zeros(len(train))
     for fold in range(_FOLDS):
-        weights = _fit_probe(train_x[folds != fold], train_y[folds != fold])
-        held_out[folds == fold] = _probe_log_odds(weights, train_x[folds == fold])
-    return held_out, _probe_log_odds(_fit_probe(train_x, train_y), validation_x)
+        weights = fit_logistic(train_x[folds != fold], train_y[folds != fold])
+        held_out[folds == fold] = logistic_log_odds(weights, train_x[folds == fold])
+    return held_out, logistic_log_odds(fit_logistic(train_x, train_y), validation_x)
 
 
 def _targets(items: list[LabeledImage]) -> Floats:
     return np.array([item.target for item in items], dtype=np.float64)
-
-
-def _fit_probe(x: Floats, y: Floats, *, l2: float = 1.0, steps: int = 25) -> Floats:
-    """L2-penalised logistic regression (bias unpenalised) by Newton's method on standardised features; returns
-    the weights, the standardisation folded in."""
-    mean, spread = x.mean(axis=0), x.std(axis=0) + 1e-12
-    design = np.hstack([(x - mean) / spread, np.ones((len(x), 1))])
-    penalty = np.diag(np.r_[np.full(x.shape[1], l2), 0.0])
-    weights = np.zeros(design.shape[1])
-    for _ in range(steps):
-        male = 1 / (1 + np.exp(-design @ weights))
-        gradient = design.T @ (male - y) + penalty @ weights
-        hessian = (design * (male * (1 - male))[:, None]).T @ design + penalty
-        weights -= np.linalg.solve(hessian, gradient)
-    scale = weights[:-1] / spread
-    return np.r_[scale, weights[-1] - mean @ scale]
-
-
-def _probe_log_odds(weights: Floats, x: Floats) -> Floats:
-    return np.asarray(x @ weights[:-1] + weights[-1])
 
 
 if __name__ == "__main__":

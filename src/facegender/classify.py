@@ -19,15 +19,19 @@ __all__ = [
     "CLASSIFIER_OUTPUT_NAME",
     "DEFAULT_CLASSIFIER_PATH",
     "FLOAT_CLASSIFIER_PATH",
+    "SECOND_OPINION_PATH",
     "GenderClassifier",
 ]
 
 _MODELS: Final = Path(str(resources.files("facegender") / "models"))
 FLOAT_CLASSIFIER_PATH: Final = _MODELS / "gender.onnx"
 """The trained model, as exported: float32 arithmetic (weights stored as float16)."""
+SECOND_OPINION_PATH: Final = _MODELS / "gender-second-opinion.onnx"
+"""The float model joined by dlib's face descriptor (``facegender second-opinion``): it answers the chips the
+shipped model is unsure of."""
 DEFAULT_CLASSIFIER_PATH: Final = _MODELS / "gender-int8.onnx"
 """The shipped model: an int8 first stage made from ``FLOAT_CLASSIFIER_PATH`` by ``facegender quantize``,
-which refers its unsure chips to the float model (see :class:`GenderClassifier`)."""
+which refers its unsure chips to ``SECOND_OPINION_PATH`` (see :class:`GenderClassifier`)."""
 CLASSIFIER_INPUT_NAME: Final = "chips"
 CLASSIFIER_OUTPUT_NAME: Final = "probabilities"
 
@@ -39,13 +43,13 @@ class GenderClassifier:
     averaging (the shipped int8 stage skips it, for half the work) and temperature scaling, so the chip size
     in its metadata is all a caller needs.
 
-    A fast model (``facegender quantize``) may name, in its metadata, the float model it came from
-    (``refine_with``, a path relative to its own folder) and a margin (``refine_margin``): the chips whose
-    top probability it puts below 0.5 + margin are classified again by the float model, whose answer stands.
-    The fast model's probabilities differ from the float model's by about 0.02 on average, so only the few
-    chips near the boundary pay for both models, and those get the float model's answer. ``refine=False``
-    loads the fast model alone. ``compact=True`` makes a smaller session (see
-    :func:`~facegender._onnx.create_session`): the float model is loaded so when it refines, for about one chip
+    A fast model (``facegender quantize``) may name, in its metadata, a slower model (``refine_with``, a path
+    relative to its own folder: the float model it came from, or that model with a second opinion) and a margin
+    (``refine_margin``): the chips whose top probability it puts below 0.5 + margin are classified again by the
+    slower model, whose answer stands. The fast model's probabilities differ from the float model's by about
+    0.02 on average, so only the few chips near the boundary pay for both models, and those get the better
+    answer. ``refine=False`` loads the fast model alone. ``compact=True`` makes a smaller session (see
+    :func:`~facegender._onnx.create_session`): the slower model is loaded so, as it runs on about one chip
     in sixteen.
     """
 
@@ -77,8 +81,8 @@ class GenderClassifier:
         if refine and "refine_with" in metadata:
             refiner_path = model_path.parent / metadata["refine_with"]
             self.refiner = GenderClassifier(model_path=refiner_path, threads=threads, max_batch=max_batch, compact=True)
-            made_from = metadata.get("float_model_sha256")
-            if made_from and hashlib.sha256(refiner_path.read_bytes()).hexdigest() != made_from:
+            made_with = metadata.get("refine_with_sha256")
+            if made_with and hashlib.sha256(refiner_path.read_bytes()).hexdigest() != made_with:
                 raise ModelError(
                     f"{model_path.name} was made from another {refiner_path.name}: run facegender quantize again"
                 )

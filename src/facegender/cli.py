@@ -1,4 +1,4 @@
-"""The ``facegender`` command: predict, batch, serve, train, evaluate, quantize.
+"""The ``facegender`` command: predict, batch, serve, train, evaluate, second-opinion, quantize.
 
 Exit codes: 0 success, 1 no face found, 2 bad input or usage, 3 model unavailable, 5 an optional extra
 missing. Errors are one line on stderr; ``FACEGENDER_DEBUG=1`` adds the traceback. ``batch`` exits 0 when
@@ -119,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
         help="split for the groups, calibration and confusion matrix (compare models on val; report on test)",
     )
 
+    second_opinion = commands.add_parser(
+        "second-opinion", help="join dlib's face descriptor to a gender model: a probe fitted on train, a stack on val"
+    )
+    second_opinion.add_argument("--model", type=Path, required=True, help="float ONNX gender model")
+    second_opinion.add_argument("--data", type=Path, required=True, help="dataset: train fits the probe, val the stack")
+    second_opinion.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    second_opinion.add_argument("--model-version", help="version of the result (default: the model's +dlib)")
+    second_opinion.add_argument("--report", type=Path, help="JSON of what was fitted (default OUT.json)")
+    second_opinion.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+
     quantize = commands.add_parser("quantize", help="write an int8 copy of a gender model, checked on validation")
     quantize.add_argument("--model", type=Path, required=True, help="float ONNX model")
     quantize.add_argument("--data", type=Path, required=True, help="dataset: train chips calibrate, val checks")
@@ -126,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--report", type=Path, help="JSON comparison on the validation split (default OUT.json)")
     quantize.add_argument("--calibration-images", type=int, default=512)
     quantize.add_argument("--refine-margin", type=float, default=0.15, help="float model redoes chips below 0.5+this")
+    quantize.add_argument(
+        "--refine-with", type=Path, help="model that redoes those chips (default: --model), e.g. a second-opinion one"
+    )
     quantize.add_argument(
         "--no-mirror", action="store_true", help="int8 stage sees each chip alone (half the work; float still mirrors)"
     )
@@ -297,6 +310,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _second_opinion(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    with _extra("train", purpose="a second opinion"):
+        from facegender.training.second_opinion import build_second_opinion
+    with tqdm(desc="face chips", unit="img", disable=None) as bar:
+        result = build_second_opinion(
+            model=args.model,
+            data=args.data,
+            out=args.out,
+            model_version=args.model_version,
+            report=args.report,
+            cache_dir=args.cache_dir,
+            progress=bar.update,
+        )
+    print(
+        f"validation accuracy: gender model {result.gender_accuracy:.4f}, descriptor probe {result.probe_accuracy:.4f}"
+        f" (train {result.probe_train_accuracy:.4f}), with the second opinion {result.second_opinion_accuracy:.4f}"
+        f" (ECE {result.second_opinion_ece:.4f}; its stack is fitted on validation)"
+    )
+    print(f"wrote {result.model_path} and {result.report_path}")
+    return EXIT_OK
+
+
 def _quantize(args: argparse.Namespace) -> int:
     with _extra("train", purpose="quantizing"):
         from facegender.quantize import quantize_classifier
@@ -306,6 +343,7 @@ def _quantize(args: argparse.Namespace) -> int:
         out=args.out,
         calibration_images=args.calibration_images,
         refine_margin=args.refine_margin,
+        refine_with=args.refine_with,
         mirror=not args.no_mirror,
         report=args.report,
         cache_dir=args.cache_dir,
@@ -313,7 +351,7 @@ def _quantize(args: argparse.Namespace) -> int:
     for name, scores in (
         ("float", result.float_scores),
         ("int8 alone", result.int8_scores),
-        ("int8, float redoing unsure chips", result.shipped_scores),
+        ("int8, the refining model redoing unsure chips", result.shipped_scores),
     ):
         print(f"{name}: validation accuracy {scores.accuracy:.4f}, ECE {scores.ece:.4f} ({scores.count} images)")
     verdict = "fit to ship" if result.fit_to_ship else "NOT fit to ship (loses accuracy or calibration)"
@@ -329,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "serve": _serve,
         "train": _train,
         "evaluate": _evaluate,
+        "second-opinion": _second_opinion,
         "quantize": _quantize,
     }
     debug = os.environ.get("FACEGENDER_DEBUG") == "1"

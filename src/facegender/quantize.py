@@ -15,8 +15,9 @@ Every step is deterministic, so the same command gives the same file:
    ranges (minimum to maximum) are measured on face chips of the TRAIN split. The head after the last
    convolution (pooling, classifier, mirror mean, temperature, softmax) stays float: it costs next to nothing, and
    quantised probabilities would come in steps of 1/255 and not sum to one.
-4. The int8 model's metadata names the float model (``refine_with``, relative to the int8 file's folder)
-   and ``refine_margin``: :class:`~facegender.classify.GenderClassifier` has the float model classify again
+4. The int8 model's metadata names the refining model (``refine_with``, relative to the int8 file's folder:
+   the float model, or the model given as ``refine_with``, such as the float model with a second opinion) and
+   ``refine_margin``: :class:`~facegender.classify.GenderClassifier` has the refining model classify again
    the chips whose top int8 probability is below 0.5 + margin. Quantisation moves most probabilities a
    little but a few by much more, and near 0.5 is where that changes the answer.
 5. The float model, the int8 stage alone and the int8 stage with its refinement (what ships) are compared
@@ -67,6 +68,7 @@ __all__ = [
     "Scores",
     "prepare_float_graph",
     "quantize_classifier",
+    "quantize_static_int8",
 ]
 
 MAX_ACCURACY_DROP: Final = 0.003
@@ -93,12 +95,12 @@ class QuantizationResult:
     int8_scores: Scores
     """The int8 model alone."""
     shipped_scores: Scores
-    """The int8 model with the float model redoing its unsure chips."""
+    """The int8 model with the refining model redoing its unsure chips."""
     int8_agreement: float
     """The share of validation chips where the int8 model alone gives the float model's class."""
     shipped_agreement: float
     refined_share: float
-    """The share of validation chips that the float model classified again."""
+    """The share of validation chips that the refining model classified again."""
 
     @property
     def accuracy_drop(self) -> float:
@@ -116,6 +118,7 @@ def quantize_classifier(
     out: Path,
     calibration_images: int = 512,
     refine_margin: float = 0.15,
+    refine_with: Path | None = None,
     mirror: bool = True,
     report: Path | None = None,
     cache_dir: Path | None = None,
@@ -126,11 +129,18 @@ def quantize_classifier(
     ``mirror=False`` makes an int8 stage that sees each chip alone, without its mirror image: half the work,
     while the float model it refers unsure chips to still averages both.
 
+    ``refine_with`` is the model that answers the unsure chips (default: ``model`` itself), such as ``model``
+    with a second opinion (:mod:`facegender.training.second_opinion`); the int8 model takes its version.
+
     Raises:
         ModelError: ``model`` cannot be loaded or lacks facegender metadata.
         DatasetError: ``data`` has no train or no validation images.
     """
     source = GenderClassifier(model_path=model)  # checks the metadata before any work
+    refine_with = refine_with or model
+    refiner = GenderClassifier(model_path=refine_with, refine=False)
+    if refiner.input_size != source.input_size:
+        raise ModelError(f"{refine_with.name} takes {refiner.input_size} px chips, not {source.input_size}")
     items = load_dataset(data)
     train = [item for item in items if item.split == "train"]
     val = [item for item in items if item.split == "val"]
@@ -146,34 +156,21 @@ def quantize_classifier(
     validation = make_chips([item.path for item in val], size=source.input_size, cache_dir=cache_dir, progress=progress)
 
     float_model = prepare_float_graph(onnx.load(str(model)), mirror=mirror)
+    quantized = quantize_static_int8(float_model, calibration=calibration.chips, exclude=_head)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared, inferred = Path(tmp) / "float.onnx", Path(tmp) / "inferred.onnx"
-        onnx.save(float_model, str(prepared))
-        quant_pre_process(str(prepared), str(inferred), skip_symbolic_shape=True)
-        head = _head(onnx.load(str(inferred)).graph)
-        quantize_static(
-            str(inferred),
-            str(out),
-            _Chips(calibration.chips),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=head,
-        )
-    quantized = onnx.load(str(out))
-    _prune(quantized.graph)  # the quantiser leaves the constants of the activations it folded away
     metadata = {prop.key: prop.value for prop in onnx.load(str(model)).metadata_props}
     metadata |= {
-        "version": f"{metadata['version']}+int8",
+        "version": f"{refiner.version}+int8",
         "quantization": f"int8 QDQ, weights per channel, activations min-max on {len(calibration.chips)} train chips"
         + ("" if mirror else ", chip alone (no mirror averaging)"),
         "float_model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
     }
     if refine_margin > 0:
-        metadata |= {"refine_with": os.path.relpath(model, out.parent), "refine_margin": f"{refine_margin:g}"}
+        metadata |= {
+            "refine_with": os.path.relpath(refine_with, out.parent),
+            "refine_with_sha256": hashlib.sha256(refine_with.read_bytes()).hexdigest(),
+            "refine_margin": f"{refine_margin:g}",
+        }
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, metadata)
     onnx.save(quantized, str(out))
@@ -197,6 +194,7 @@ def quantize_classifier(
     summary = {
         "float_model": str(model),
         "int8_model": str(out),
+        "refine_with": str(refine_with),
         "data": str(data),
         "calibration_images": len(calibration.chips),
         "validation_images": len(val),
@@ -212,6 +210,35 @@ def quantize_classifier(
     }
     result.report_path.parent.mkdir(parents=True, exist_ok=True)
     result.report_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return result
+
+
+def quantize_static_int8(
+    model: onnx.ModelProto,
+    *,
+    calibration: NDArray[np.uint8],
+    exclude: Callable[[onnx.GraphProto], list[str]] = lambda graph: [],
+) -> onnx.ModelProto:
+    """``model`` (input: chips) quantised by onnxruntime: QDQ, int8 weights per output channel, uint8
+    activations whose ranges (minimum to maximum) are measured on ``calibration`` chips. ``exclude`` names the
+    nodes to keep float, given the graph as the quantiser sees it (after its shape inference)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, inferred, quantized = (Path(tmp) / name for name in ("float.onnx", "inferred.onnx", "int8.onnx"))
+        onnx.save(model, str(prepared))
+        quant_pre_process(str(prepared), str(inferred), skip_symbolic_shape=True)
+        quantize_static(
+            str(inferred),
+            str(quantized),
+            _Chips(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=exclude(onnx.load(str(inferred)).graph),
+        )
+        result = onnx.load(str(quantized))
+    _prune(result.graph)  # the quantiser leaves the constants of the activations it folded away
     return result
 
 
