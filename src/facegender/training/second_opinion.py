@@ -57,7 +57,6 @@ __all__ = [
     "DlibNetwork",
     "SecondOpinionResult",
     "build_second_opinion",
-    "dlib_descriptor_graph",
     "dlib_models_folder",
     "dlib_network_model",
     "read_dlib_network",
@@ -174,7 +173,7 @@ def read_dlib_network(path: Path) -> DlibNetwork:
     dlib writes a network from its loss layer down, then each layer's details from the input up; the layers
     that carry numbers (convolutions, per-channel affine transforms, pools, the last fully connected layer) are
     found by their serialised names, in order. The ReLUs and the residual additions carry none: their places
-    follow from the architecture, which :func:`dlib_descriptor_graph` knows.
+    follow from the architecture, which :func:`dlib_network_model` knows.
 
     Raises:
         ModelError: the file is not that network.
@@ -234,7 +233,7 @@ class _GraphBuilder:
         return output
 
 
-def dlib_descriptor_graph(
+def _dlib_descriptor_graph(
     network: DlibNetwork, builder: _GraphBuilder, images: str, *, output: str = _DESCRIPTORS
 ) -> str:
     """Add dlib's network to ``builder``: float RGB ``images`` (N, 3, size, size, on 0-255) in, descriptors
@@ -387,8 +386,9 @@ def build_second_opinion(
     validation_chips, validation_targets = chips.chips[~is_train], targets[~is_train]
     found = chips.found[~is_train]
     probabilities = GenderClassifier(model_path=out, refine=False).predict(validation_chips)
-    right = (probabilities.argmax(axis=1) == validation_targets) & found
-    ece, _ = expected_calibration_error(probabilities.max(axis=1).astype(np.float64), right)
+    predicted_right = probabilities.argmax(axis=1) == validation_targets
+    right = predicted_right & found  # a face the detector misses counts as wrong, as in facegender.evaluate
+    ece, _ = expected_calibration_error(probabilities.max(axis=1).astype(np.float64), predicted_right)
     result = SecondOpinionResult(
         model_path=out,
         report_path=report or out.with_name(out.name + ".json"),
@@ -415,7 +415,7 @@ def dlib_network_model(network: DlibNetwork) -> onnx.ModelProto:
     """dlib's network alone: uint8 RGB images of its input size (N, size, size, 3) in, descriptors out."""
     builder = _GraphBuilder("")
     pixels = builder.node("Transpose", [builder.node("Cast", ["images"], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
-    dlib_descriptor_graph(network, builder, pixels)
+    _dlib_descriptor_graph(network, builder, pixels)
     return _model(builder, "images", network.input_size)
 
 
@@ -450,7 +450,7 @@ def _descriptor_model(network: DlibNetwork, *, chip_size: int) -> onnx.ModelProt
         axis=0,
     )
     pixels = builder.node("Resize", [pixels, "", "", sizes], mode="linear", coordinate_transformation_mode="half_pixel")
-    dlib_descriptor_graph(network, builder, pixels)
+    _dlib_descriptor_graph(network, builder, pixels)
     return _model(builder, CLASSIFIER_INPUT_NAME, chip_size)
 
 
