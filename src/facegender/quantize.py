@@ -69,6 +69,7 @@ __all__ = [
     "prepare_float_graph",
     "quantize_classifier",
     "quantize_static_int8",
+    "validation_scores",
 ]
 
 MAX_ACCURACY_DROP: Final = 0.003
@@ -138,7 +139,7 @@ def quantize_classifier(
     """
     source = GenderClassifier(model_path=model)  # checks the metadata before any work
     refine_with = refine_with or model
-    refiner = GenderClassifier(model_path=refine_with, refine=False)
+    refiner = source if refine_with == model else GenderClassifier(model_path=refine_with, refine=False)
     if refiner.input_size != source.input_size:
         raise ModelError(f"{refine_with.name} takes {refiner.input_size} px chips, not {source.input_size}")
     items = load_dataset(data)
@@ -184,9 +185,9 @@ def quantize_classifier(
     result = QuantizationResult(
         model_path=out,
         report_path=report or out.with_name(out.name + ".json"),
-        float_scores=_scores(float_probabilities, targets, validation.found),
-        int8_scores=_scores(int8_probabilities, targets, validation.found),
-        shipped_scores=_scores(shipped_probabilities, targets, validation.found),
+        float_scores=validation_scores(float_probabilities, targets, validation.found),
+        int8_scores=validation_scores(int8_probabilities, targets, validation.found),
+        shipped_scores=validation_scores(shipped_probabilities, targets, validation.found),
         int8_agreement=float((int8_probabilities.argmax(axis=1) == float_classes).mean()),
         shipped_agreement=float((shipped_probabilities.argmax(axis=1) == float_classes).mean()),
         refined_share=float(shipped.unsure(int8_probabilities).mean()) if shipped.refiner else 0.0,
@@ -274,7 +275,10 @@ class _Chips(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no
         return None if batch is None else {CLASSIFIER_INPUT_NAME: batch}
 
 
-def _scores(probabilities: NDArray[np.float32], targets: NDArray[np.int64], found: NDArray[np.bool_]) -> Scores:
+def validation_scores(
+    probabilities: NDArray[np.float32], targets: NDArray[np.int64], found: NDArray[np.bool_]
+) -> Scores:
+    """Accuracy (a face the detector missed counts as wrong) and ECE of a model's probabilities."""
     predicted = probabilities.argmax(axis=1)
     # A face the detector misses counts as wrong, as in facegender.evaluate.
     correct = (predicted == targets) & found

@@ -47,8 +47,7 @@ from facegender.chips import make_chips
 from facegender.classify import CLASSIFIER_INPUT_NAME, CLASSIFIER_OUTPUT_NAME, GenderClassifier
 from facegender.data import load_dataset
 from facegender.errors import DatasetError, MissingExtraError, ModelError
-from facegender.evaluate import expected_calibration_error
-from facegender.quantize import quantize_static_int8
+from facegender.quantize import quantize_static_int8, validation_scores
 from facegender.training.float16 import store_weights_as_float16
 from facegender.training.logistic import fit_logistic, logistic_log_odds
 
@@ -386,17 +385,15 @@ def build_second_opinion(
     validation_chips, validation_targets = chips.chips[~is_train], targets[~is_train]
     found = chips.found[~is_train]
     probabilities = GenderClassifier(model_path=out, refine=False).predict(validation_chips)
-    predicted_right = probabilities.argmax(axis=1) == validation_targets
-    right = predicted_right & found  # a face the detector misses counts as wrong, as in facegender.evaluate
-    ece, _ = expected_calibration_error(probabilities.max(axis=1).astype(np.float64), predicted_right)
+    scores = validation_scores(probabilities, validation_targets.astype(np.int64), found)
     result = SecondOpinionResult(
         model_path=out,
         report_path=report or out.with_name(out.name + ".json"),
         probe_train_accuracy=float(((probe_log_odds[is_train] > 0) == targets[is_train]).mean()),
         gender_accuracy=float((((gender_log_odds[~is_train] > 0) == validation_targets) & found).mean()),
         probe_accuracy=float((((probe_log_odds[~is_train] > 0) == validation_targets) & found).mean()),
-        second_opinion_accuracy=float(right.mean()),
-        second_opinion_ece=ece,
+        second_opinion_accuracy=scores.accuracy,
+        second_opinion_ece=scores.ece,
         stack=(float(stack[0]), float(stack[1]), float(stack[2])),
     )
     summary = {"gender_model": str(model), "data": str(data), "version": metadata["version"]} | {
