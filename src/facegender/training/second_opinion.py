@@ -56,6 +56,7 @@ __all__ = [
     "DlibNetwork",
     "SecondOpinionResult",
     "build_second_opinion",
+    "chip_descriptor_model",
     "dlib_models_folder",
     "dlib_network_model",
     "read_dlib_network",
@@ -352,7 +353,7 @@ def build_second_opinion(
 
     train_chips = chips.chips[: len(train)]
     descriptor = quantize_static_int8(
-        _descriptor_model(network, chip_size=gender.input_size),
+        chip_descriptor_model(network, chip_size=gender.input_size),
         calibration=train_chips[:: max(1, len(train) // _CALIBRATION_IMAGES)][:_CALIBRATION_IMAGES],
     )
     combined = _combined_model(onnx.load(str(model)), descriptor, chip_size=gender.input_size)
@@ -416,11 +417,11 @@ def dlib_network_model(network: DlibNetwork) -> onnx.ModelProto:
     return _model(builder, "images", network.input_size)
 
 
-def _descriptor_model(network: DlibNetwork, *, chip_size: int) -> onnx.ModelProto:
-    """Chips in, dlib's descriptors out: the part of each chip inside the detector's box, resized to dlib's
-    input size, through dlib's network."""
+def chip_descriptor_model(network: DlibNetwork, *, chip_size: int, crop_side: int | None = None) -> onnx.ModelProto:
+    """Chips in, dlib's descriptors out: the centre ``crop_side`` pixels of each chip (default: the part inside
+    the detector's box, as the second opinion uses), resized to dlib's input size, through dlib's network."""
     builder = _GraphBuilder("")
-    crop = _crop_side(chip_size)
+    crop = crop_side or _crop_side(chip_size)
     start = (chip_size - crop) // 2
     pixels = builder.node("Cast", [CLASSIFIER_INPUT_NAME], to=TensorProto.FLOAT)
     pixels = builder.node(

@@ -1,0 +1,61 @@
+"""tools/second_opinion_inputs.py and tools/refining_cost.py: the figures the README gives for the second opinion."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from facegender.classify import FLOAT_CLASSIFIER_PATH, SECOND_OPINION_PATH
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _run(tool: str, *args: str) -> str:
+    command = [sys.executable, str(TOOLS / tool), *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=600).stdout
+
+
+@pytest.mark.slow
+def test_each_crop_gets_a_probe_and_a_stack(utkface_subset: Callable[[int], Path], tmp_path: Path) -> None:
+    pytest.importorskip("dlib")  # the descriptors extra, which brings dlib's model files too
+    out = _run(
+        "second_opinion_inputs.py",
+        "--data",
+        str(utkface_subset(20)),
+        "--crops",
+        "102",
+        "128",
+        "--cache-dir",
+        str(tmp_path),
+    )
+    rows = [line for line in out.splitlines() if line.startswith("| crop")]
+    assert [row.split("|")[1].strip() for row in rows] == ["crop 102 px", "crop 128 px"]
+    for row in rows:
+        *accuracies, mistakes = (float(cell) for cell in row.strip("|").split("|")[1:])
+        assert all(0.5 < accuracy <= 1 for accuracy in accuracies) and mistakes >= 0
+
+
+@pytest.mark.slow
+def test_the_refining_step_is_counted_timed_and_weighed(shared_data: Path, tmp_path: Path) -> None:
+    out = _run(
+        "refining_cost.py",
+        "--data",
+        str(shared_data / "utkface"),
+        "--portraits",
+        str(shared_data / "portraits"),
+        "--cache-dir",
+        str(tmp_path),
+        str(FLOAT_CLASSIFIER_PATH),
+        str(SECOND_OPINION_PATH),
+    )
+    share = float(re.search(r"validation chips refined: ([\d.]+)%", out).group(1))  # type: ignore[union-attr]
+    refined, faces = map(int, re.search(r"portrait faces refined: (\d+) of (\d+)", out).groups())  # type: ignore[union-attr]
+    assert 0 < share < 20 and refined < faces and faces >= 187
+    rows = [line for line in out.splitlines() if line.startswith("| gender")]
+    assert [row.split("|")[1].strip() for row in rows] == [FLOAT_CLASSIFIER_PATH.name, SECOND_OPINION_PATH.name]
+    assert all(float(row.split("|")[2]) > 0 and float(row.split("|")[3]) > 0 for row in rows)
