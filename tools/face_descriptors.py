@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from facegender import load_image
 from facegender.data import load_dataset
-from facegender.training.second_opinion import dlib_models_folder
+from facegender.training.second_opinion import DLIB_NETWORK_FILE, dlib_models_folder
 
 _describe = None
 
@@ -32,7 +32,7 @@ def _start() -> None:
     global _describe
     detector = dlib.get_frontal_face_detector()
     landmarks = dlib.shape_predictor(str(dlib_models_folder() / "shape_predictor_5_face_landmarks.dat"))
-    network = dlib.face_recognition_model_v1(str(dlib_models_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
+    network = dlib.face_recognition_model_v1(str(dlib_models_folder() / DLIB_NETWORK_FILE))
 
     def describe(path: Path) -> NDArray[np.float32]:
         pixels = np.ascontiguousarray(load_image(path))

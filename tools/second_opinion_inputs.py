@@ -28,7 +28,7 @@ from facegender.classify import CLASSIFIER_INPUT_NAME, FLOAT_CLASSIFIER_PATH, Ge
 from facegender.data import load_dataset
 from facegender.training.logistic import fit_logistic, logistic_log_odds
 from facegender.training.second_opinion import (
-    _DLIB_NETWORK_FILE,
+    DLIB_NETWORK_FILE,
     chip_descriptor_model,
     dlib_models_folder,
     read_dlib_network,
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"gender model alone on validation: {np.mean((gender_log_odds > 0) == targets):.4f}, ", end="")
     print(f"{int(np.sum(((gender_log_odds > 0) != targets) & adults))} adult mistakes of {int(adults.sum())}")
 
-    network = read_dlib_network(dlib_models_folder() / _DLIB_NETWORK_FILE)
+    network = read_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE)
     rows: list[tuple[str, dict[str, NDArray[np.float32]]]] = []
     for crop in args.crops:
         model = chip_descriptor_model(network, chip_size=gender.input_size, crop_side=crop)

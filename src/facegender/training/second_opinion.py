@@ -53,6 +53,7 @@ from facegender.training.logistic import fit_logistic, logistic_log_odds
 
 __all__ = [
     "DLIB_INPUT_SIZE",
+    "DLIB_NETWORK_FILE",
     "DlibNetwork",
     "SecondOpinionResult",
     "build_second_opinion",
@@ -63,7 +64,8 @@ __all__ = [
 ]
 
 DLIB_INPUT_SIZE: Final = 150
-_DLIB_NETWORK_FILE: Final = "dlib_face_recognition_resnet_model_v1.dat"
+DLIB_NETWORK_FILE: Final = "dlib_face_recognition_resnet_model_v1.dat"
+"""dlib's face-recognition network, in :func:`dlib_models_folder`."""
 _DESCRIPTORS: Final = "descriptors"
 _GENDER_LOG_ODDS: Final = "gender_log_odds"
 _OPSET: Final = 17
@@ -340,7 +342,7 @@ def build_second_opinion(
         MissingExtraError: dlib's models are not installed.
     """
     gender = GenderClassifier(model_path=model, refine=False)  # checks the metadata before any work
-    network = read_dlib_network(dlib_models_folder() / _DLIB_NETWORK_FILE)
+    network = read_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE)
     items = load_dataset(data)
     train = [item for item in items if item.split == "train"]
     val = [item for item in items if item.split == "val"]
