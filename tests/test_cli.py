@@ -152,13 +152,27 @@ def test_second_opinion_writes_a_model_the_classifier_loads(
     utkface_subset: Callable[[int], Path], tmp_path: Path
 ) -> None:
     pytest.importorskip("dlib")
+    import hashlib
+
+    import onnx
+
     from facegender.classify import FLOAT_CLASSIFIER_PATH, GenderClassifier
 
-    subset, out = utkface_subset(40), tmp_path / "second.onnx"
-    command = ("second-opinion", "--data", str(subset), "--out", str(out), "--cache-dir", str(tmp_path / "cache"))
+    subset, network, out = utkface_subset(40), tmp_path / "tuned.npz", tmp_path / "second.onnx"
+    cache = ("--cache-dir", str(tmp_path / "cache"))
+    tuned = run_cli("tune-second-opinion", "--data", str(subset), "--out", str(network), "--epochs", "1", *cache)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "epoch 1: train loss" in tuned.stdout and "val acc" in tuned.stdout and network.is_file()
+
+    command = ("second-opinion", "--data", str(subset), "--out", str(out), "--network", str(network), *cache)
     result = run_cli(*command, "--model", str(FLOAT_CLASSIFIER_PATH), "--model-version", "9.9.9")
     assert result.returncode == 0, result.stderr
     assert "with the second opinion" in result.stdout and out.with_name("second.onnx.json").is_file()
     assert GenderClassifier(model_path=out).version == "9.9.9"
+    props = {prop.key: prop.value for prop in onnx.load(str(out)).metadata_props}
+    assert props["descriptor_network_sha256"] == hashlib.sha256(network.read_bytes()).hexdigest()
+    assert "tuned to tell gender" in props["second_opinion"]
     missing = run_cli(*command, "--model", str(tmp_path / "none.onnx"))
     assert missing.returncode == 3 and "model_unavailable" in missing.stderr and "Traceback" not in missing.stderr
+    not_a_network = run_cli(*command[:-4], "--network", str(subset), *cache, "--model", str(FLOAT_CLASSIFIER_PATH))
+    assert not_a_network.returncode == 3 and "not a dlib network" in not_a_network.stderr

@@ -23,6 +23,15 @@ def _run(tool: str, *args: str) -> str:
 @pytest.mark.slow
 def test_each_crop_gets_a_probe_and_a_stack(utkface_subset: Callable[[int], Path], tmp_path: Path) -> None:
     pytest.importorskip("dlib")  # the descriptors extra, which brings dlib's model files too
+    from facegender.training.second_opinion import (
+        DLIB_NETWORK_FILE,
+        dlib_models_folder,
+        read_dlib_network,
+        save_dlib_network,
+    )
+
+    saved = tmp_path / "saved.npz"  # as tune-second-opinion writes a network
+    save_dlib_network(read_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE), saved)
     out = _run(
         "second_opinion_inputs.py",
         "--data",
@@ -30,14 +39,18 @@ def test_each_crop_gets_a_probe_and_a_stack(utkface_subset: Callable[[int], Path
         "--crops",
         "102",
         "128",
+        "--networks",
+        str(saved),
         "--cache-dir",
         str(tmp_path),
     )
-    rows = [line for line in out.splitlines() if line.startswith("| crop")]
-    assert [row.split("|")[1].strip() for row in rows] == ["crop 102 px", "crop 128 px"]
-    for row in rows:
-        *accuracies, mistakes = (float(cell) for cell in row.strip("|").split("|")[1:])
+    rows = [line for line in out.splitlines() if line.startswith(("| crop", "| tuned"))]
+    assert [row.split("|")[1].strip() for row in rows] == ["crop 102 px", "crop 128 px", "tuned: saved.npz"]
+    cells = [[float(cell) for cell in row.strip("|").split("|")[1:]] for row in rows]
+    for *accuracies, mistakes in cells:
         assert all(0.5 < accuracy <= 1 for accuracy in accuracies) and mistakes >= 0
+    # dlib's network saved in float16 scores as it does on the same crop (give or take a borderline chip).
+    assert cells[2][:-1] == pytest.approx(cells[0][:-1], abs=0.01) and abs(cells[2][-1] - cells[0][-1]) <= 2
 
 
 @pytest.mark.slow

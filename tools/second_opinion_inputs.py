@@ -9,7 +9,9 @@ split, each chip scored by a probe fitted on the other four fifths, and on the v
 probe fitted on the whole train split; then a stack of the gender model's log-odds and the probe's, fitted and
 scored by 10-fold cross-validation on the validation split (20 shuffles, averaged): its accuracy, and its mistakes
 on the adults. ``--descriptors`` adds a file of ``tools/face_descriptors.py`` (dlib's own alignment) as one more
-row. The test split plays no part.
+row; ``--networks`` adds a row for each network that ``facegender tune-second-opinion`` tuned, on the crop the
+second opinion uses (these saw the train split in training, so their train column is not held out). The test
+split plays no part.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from facegender.training.second_opinion import (
     DLIB_NETWORK_FILE,
     chip_descriptor_model,
     dlib_models_folder,
-    read_dlib_network,
+    load_dlib_network,
 )
 
 Floats = NDArray[np.float64]
@@ -44,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="the UTKFace folder")
     parser.add_argument("--crops", nargs="+", type=int, default=[102, 106, 112, 120, 128], help="crop sides, px")
     parser.add_argument("--descriptors", type=Path, help="descriptors on dlib's alignment (tools/face_descriptors.py)")
+    parser.add_argument("--networks", nargs="*", type=Path, default=[], help="tuned networks (.npz) to add")
     parser.add_argument("--model", type=Path, default=FLOAT_CLASSIFIER_PATH, help="float gender model")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
     args = parser.parse_args(argv)
@@ -60,10 +63,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"gender model alone on validation: {np.mean((gender_log_odds > 0) == targets):.4f}, ", end="")
     print(f"{int(np.sum(((gender_log_odds > 0) != targets) & adults))} adult mistakes of {int(adults.sum())}")
 
-    network = read_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE)
+    network = load_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE)
+    inputs = [(f"crop {crop} px", network, crop) for crop in args.crops]
+    inputs += [(f"tuned: {path.name}", load_dlib_network(path), None) for path in args.networks]
     rows: list[tuple[str, dict[str, NDArray[np.float32]]]] = []
-    for crop in args.crops:
-        model = chip_descriptor_model(network, chip_size=gender.input_size, crop_side=crop)
+    for name, described_by, crop in inputs:
+        model = chip_descriptor_model(described_by, chip_size=gender.input_size, crop_side=crop)
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         described = np.concatenate(
             [
@@ -71,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for start in range(0, len(chips.chips), 64)
             ]
         )
-        rows.append(
-            (f"crop {crop} px", {item.path.name: row for item, row in zip(train + validation, described, strict=True)})
-        )
+        rows.append((name, {item.path.name: row for item, row in zip(train + validation, described, strict=True)}))
     if args.descriptors is not None:
         rows.append((f"dlib's alignment ({args.descriptors.name})", _descriptors(args.descriptors)))
 

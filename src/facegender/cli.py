@@ -1,4 +1,4 @@
-"""The ``facegender`` command: predict, batch, serve, train, evaluate, second-opinion, quantize.
+"""The ``facegender`` command: predict, batch, serve, train, evaluate, second-opinion, tune-second-opinion, quantize.
 
 Exit codes: 0 success, 1 no face found, 2 bad input or usage, 3 model unavailable, 5 an optional extra
 missing. Errors are one line on stderr; ``FACEGENDER_DEBUG=1`` adds the traceback. ``batch`` exits 0 when
@@ -25,7 +25,7 @@ from facegender import __version__
 from facegender.batch import DEFAULT_CHUNK_SIZE, DEFAULT_POOL, ENGINES, FORMATS, POOLS, run_batch
 from facegender.data import Split
 from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
-from facegender.training.config import Precision, TrainConfig
+from facegender.training.config import TUNING_EPOCHS, TUNING_LEARNING_RATE, Precision, TrainConfig
 
 if TYPE_CHECKING:
     from facegender.batch import BatchProgress, BatchSummary
@@ -125,9 +125,26 @@ def _parser() -> argparse.ArgumentParser:
     second_opinion.add_argument("--model", type=Path, required=True, help="float ONNX gender model")
     second_opinion.add_argument("--data", type=Path, required=True, help="dataset: train fits the probe, val the stack")
     second_opinion.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    second_opinion.add_argument(
+        "--network", type=Path, help="dlib network: its own .dat (default) or a tune-second-opinion .npz"
+    )
     second_opinion.add_argument("--model-version", help="version of the result (default: the model's +dlib)")
     second_opinion.add_argument("--report", type=Path, help="JSON of what was fitted (default OUT.json)")
     second_opinion.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+
+    tune = commands.add_parser(
+        "tune-second-opinion",
+        help="train dlib's face-recognition network further to tell gender (second-opinion --network)",
+    )
+    tune.add_argument("--data", type=Path, required=True, help="dataset: train tunes, val is scored for the log")
+    tune.add_argument("--out", type=Path, required=True, help=".npz file to write")
+    tune.add_argument("--network", type=Path, help="network to start from (default: dlib's own)")
+    tune.add_argument("--chip-size", type=int, default=TrainConfig.image_size, help="the gender model's chip side")
+    tune.add_argument("--epochs", type=int, default=TUNING_EPOCHS)
+    tune.add_argument("--learning-rate", type=float, default=TUNING_LEARNING_RATE, help="the network's (head: 10x)")
+    tune.add_argument("--batch-size", type=int, default=64)
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
 
     quantize = commands.add_parser("quantize", help="write an int8 copy of a gender model, checked on validation")
     quantize.add_argument("--model", type=Path, required=True, help="float ONNX model")
@@ -320,6 +337,7 @@ def _second_opinion(args: argparse.Namespace) -> int:
             model=args.model,
             data=args.data,
             out=args.out,
+            network=args.network,
             model_version=args.model_version,
             report=args.report,
             cache_dir=args.cache_dir,
@@ -331,6 +349,38 @@ def _second_opinion(args: argparse.Namespace) -> int:
         f" (ECE {result.second_opinion_ece:.4f}; its stack is fitted on validation)"
     )
     print(f"wrote {result.model_path} and {result.report_path}")
+    return EXIT_OK
+
+
+def _tune_second_opinion(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    with _extra("train", purpose="tuning dlib's network"):
+        from facegender.training.second_opinion_tuning import TuningRecord, tune_second_opinion_network
+
+    def log(record: TuningRecord) -> None:
+        scored = "" if record.val_accuracy is None else f", val acc {record.val_accuracy:.4f}"
+        print(
+            f"epoch {record.epoch}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}{scored}"
+            f" ({record.seconds:.0f}s)",
+            flush=True,
+        )
+
+    with tqdm(desc="face chips", unit="img", disable=None) as bar:
+        out = tune_second_opinion_network(
+            data=args.data,
+            out=args.out,
+            chip_size=args.chip_size,
+            network=args.network,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            progress=bar.update,
+            log=log,
+        )
+    print(f"wrote {out}")
     return EXIT_OK
 
 
@@ -368,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "train": _train,
         "evaluate": _evaluate,
         "second-opinion": _second_opinion,
+        "tune-second-opinion": _tune_second_opinion,
         "quantize": _quantize,
     }
     debug = os.environ.get("FACEGENDER_DEBUG") == "1"

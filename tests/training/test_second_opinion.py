@@ -43,7 +43,7 @@ def _faces(shared_data: Path, count: int) -> np.ndarray:
 def test_the_converted_network_gives_dlibs_own_descriptors(shared_data: Path, tmp_path: Path) -> None:
     network = read_dlib_network(dlib_models_folder() / DLIB_NETWORK)
     assert network.input_size == DLIB_INPUT_SIZE and network.projection.shape == (256, 128)
-    assert sum(layer.__class__.__name__ == "_Convolution" for layer in network.layers) == 29
+    assert sum(layer.__class__.__name__ == "DlibConvolution" for layer in network.layers) == 29
     path = tmp_path / "dlib.onnx"
     onnx.save(dlib_network_model(network), str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

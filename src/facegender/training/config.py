@@ -6,12 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["FROZEN_LAYERS", "Precision", "TrainConfig"]
+__all__ = ["FROZEN_LAYERS", "TUNING_EPOCHS", "TUNING_LEARNING_RATE", "Precision", "TrainConfig"]
 
 # The stem convolution and the first block keep their ImageNet filters (generic edges and colours). Training
 # from the second block on (1.2.0) beat training from the fourth stage on (1.1.0) on validation, at 1.6 times
 # the time per epoch: about an hour on two CPU cores.
 FROZEN_LAYERS = 2
+
+# dlib's network tuned for gender (facegender tune-second-opinion): of 5e-6, 1e-5 and 2e-5, 5e-6 gave the second
+# opinion the fewest validation mistakes (runs of 2026-11-27; none beat dlib's untuned network, MODEL_CARD.md).
+TUNING_EPOCHS = 10
+TUNING_LEARNING_RATE = 5e-6
 
 Precision = Literal["float32", "bfloat16"]
 """The arithmetic of training steps. ``bfloat16`` runs them in mixed precision (weights, batch-norm statistics

@@ -54,13 +54,21 @@ from facegender.training.logistic import fit_logistic, logistic_log_odds
 __all__ = [
     "DLIB_INPUT_SIZE",
     "DLIB_NETWORK_FILE",
+    "DlibAffine",
+    "DlibConvolution",
     "DlibNetwork",
+    "DlibPool",
+    "DlibStructure",
     "SecondOpinionResult",
     "build_second_opinion",
     "chip_descriptor_model",
+    "descriptor_crop_side",
     "dlib_models_folder",
     "dlib_network_model",
+    "dlib_structure",
+    "load_dlib_network",
     "read_dlib_network",
+    "save_dlib_network",
 ]
 
 DLIB_INPUT_SIZE: Final = 150
@@ -91,7 +99,9 @@ def dlib_models_folder() -> Path:
 
 
 @dataclass(frozen=True)
-class _Convolution:
+class DlibConvolution:
+    """A convolution layer of dlib's network."""
+
     weights: NDArray[np.float32]  # (out, in, height, width)
     bias: NDArray[np.float32]
     stride: int
@@ -99,13 +109,17 @@ class _Convolution:
 
 
 @dataclass(frozen=True)
-class _Affine:
+class DlibAffine:
+    """A per-channel scale and shift: dlib's batch normalisation, frozen."""
+
     gamma: NDArray[np.float32]
     beta: NDArray[np.float32]
 
 
 @dataclass(frozen=True)
-class _Pool:
+class DlibPool:
+    """A max or average pool."""
+
     kind: str  # "max" or "avg"; a size of 0 pools everything
     size: int
     stride: int
@@ -119,7 +133,7 @@ class DlibNetwork:
 
     channel_means: tuple[float, float, float]
     input_size: int
-    layers: tuple[_Convolution | _Affine | _Pool, ...]
+    layers: tuple[DlibConvolution | DlibAffine | DlibPool, ...]
     projection: NDArray[np.float32]  # (256, 128): descriptor = pooled features @ projection
 
 
@@ -187,7 +201,7 @@ def read_dlib_network(path: Path) -> DlibNetwork:
     means = (stream.real(), stream.real(), stream.real())
     height, width = stream.integer(), stream.integer()
     names = {_marker(name): name for name in ("con_4", "affine_", "max_pool_2", "avg_pool_2", "fc_2")}
-    layers: list[_Convolution | _Affine | _Pool] = []
+    layers: list[DlibConvolution | DlibAffine | DlibPool] = []
     projection = None
     while stream.seek(*names):
         name = stream.string()
@@ -195,20 +209,83 @@ def read_dlib_network(path: Path) -> DlibNetwork:
             parameters = stream.tensor()
             filters, rows, columns, stride, _, padding, _ = (stream.integer() for _ in range(7))
             weights = parameters[: parameters.size - filters].reshape(filters, -1, rows, columns)
-            layers.append(_Convolution(weights, parameters[-filters:], stride, padding))
+            layers.append(DlibConvolution(weights, parameters[-filters:], stride, padding))
         elif name == "affine_":
             parameters = stream.tensor()
             half = parameters.size // 2
-            layers.append(_Affine(parameters[:half], parameters[half:]))
+            layers.append(DlibAffine(parameters[:half], parameters[half:]))
         elif name == "fc_2":
             outputs, inputs = stream.integer(), stream.integer()
             projection = stream.tensor().reshape(inputs, outputs)
         else:
             size, _, stride, _, padding, _ = (stream.integer() for _ in range(6))
-            layers.append(_Pool(name[:3], size, stride, padding))
+            layers.append(DlibPool(name[:3], size, stride, padding))
     if projection is None or height != width or not layers:
         raise ModelError(f"{path.name} is not dlib's face-recognition network")
     return DlibNetwork(means, height, tuple(layers), projection)
+
+
+def save_dlib_network(network: DlibNetwork, path: Path) -> None:
+    """Write ``network`` (dlib's own or one tuned by :mod:`facegender.training.second_opinion_tuning`) as an
+    ``.npz``, its weights in float16: half the size, and the second opinion quantizes them to int8 anyway."""
+    arrays: dict[str, Any] = {
+        "channel_means": np.array(network.channel_means),
+        "input_size": np.array(network.input_size),
+        "layers": np.array(len(network.layers)),
+        "projection": network.projection.astype(np.float16),
+    }
+    for index, layer in enumerate(network.layers):
+        if isinstance(layer, DlibConvolution):
+            arrays[f"{index}.convolution.weights"] = layer.weights.astype(np.float16)
+            arrays[f"{index}.convolution.bias"] = layer.bias.astype(np.float16)
+            arrays[f"{index}.convolution.geometry"] = np.array([layer.stride, layer.padding])
+        elif isinstance(layer, DlibAffine):
+            arrays[f"{index}.affine.gamma"] = layer.gamma.astype(np.float16)
+            arrays[f"{index}.affine.beta"] = layer.beta.astype(np.float16)
+        else:
+            arrays[f"{index}.{layer.kind}_pool.geometry"] = np.array([layer.size, layer.stride, layer.padding])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def load_dlib_network(path: Path) -> DlibNetwork:
+    """Read a network that :func:`save_dlib_network` wrote, or dlib's own ``.dat`` (:func:`read_dlib_network`).
+
+    Raises:
+        ModelError: the file is neither.
+    """
+    if path.suffix != ".npz":
+        return read_dlib_network(path)
+    try:
+        with np.load(path) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        layers: list[DlibConvolution | DlibAffine | DlibPool] = []
+        for index in range(int(arrays["layers"])):
+            if f"{index}.convolution.weights" in arrays:
+                stride, padding = (int(value) for value in arrays[f"{index}.convolution.geometry"])
+                weights = arrays[f"{index}.convolution.weights"].astype(np.float32)
+                layers.append(
+                    DlibConvolution(weights, arrays[f"{index}.convolution.bias"].astype(np.float32), stride, padding)
+                )
+            elif f"{index}.affine.gamma" in arrays:
+                gamma, beta = (arrays[f"{index}.affine.{name}"].astype(np.float32) for name in ("gamma", "beta"))
+                layers.append(DlibAffine(gamma, beta))
+            else:
+                kind = "max" if f"{index}.max_pool.geometry" in arrays else "avg"
+                size, stride, padding = (int(value) for value in arrays[f"{index}.{kind}_pool.geometry"])
+                layers.append(DlibPool(kind, size, stride, padding))
+        means = tuple(float(value) for value in arrays["channel_means"])
+        network = DlibNetwork(
+            (means[0], means[1], means[2]),
+            int(arrays["input_size"]),
+            tuple(layers),
+            arrays["projection"].astype(np.float32),
+        )
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"{path} is not a saved dlib network: {exc}") from None
+    dlib_structure(network)
+    return network
 
 
 class _GraphBuilder:
@@ -235,29 +312,86 @@ class _GraphBuilder:
         return output
 
 
+@dataclass(frozen=True)
+class _DlibBlock:
+    """A residual block of dlib's network by the indices of its layers in :attr:`DlibNetwork.layers`: two
+    (convolution, affine) pairs, and the average pool of the shortcut where the block downsamples."""
+
+    first: tuple[int, int]
+    second: tuple[int, int]
+    shortcut_pool: int | None
+
+
+@dataclass(frozen=True)
+class DlibStructure:
+    """Where each layer of a :class:`DlibNetwork` sits: a stem (convolution, affine, ReLU, max pool), residual
+    blocks, and a last pool of everything. The ONNX graph and the trainable PyTorch copy both follow it."""
+
+    stem: tuple[int, int]
+    stem_pool: int
+    blocks: tuple[_DlibBlock, ...]
+
+
+def dlib_structure(network: DlibNetwork) -> DlibStructure:
+    """The architecture of dlib's ResNet for face recognition, checked against ``network``'s layers.
+
+    A 7x7 convolution and a max pool, then residual blocks (3x3 convolution, affine, ReLU, 3x3 convolution,
+    affine, added to the block's input, ReLU). A block whose first convolution has stride 2 adds the 2x2 average
+    pool of its input instead; where the two differ in channels or size, dlib adds them where they overlap and
+    keeps the rest of the larger, which zero padding at the end of each axis reproduces. Average pooling of
+    everything and the projection to 128 numbers end it.
+
+    Raises:
+        ModelError: the layers are not in that order.
+    """
+    layers = network.layers
+    position = 0
+
+    def take(kind: type[DlibConvolution | DlibAffine | DlibPool], what: str) -> int:
+        nonlocal position
+        if position >= len(layers) or not isinstance(layers[position], kind):
+            raise ModelError(f"dlib's network: expected {what} at layer {position}")
+        position += 1
+        return position - 1
+
+    def pair() -> tuple[int, int]:
+        return take(DlibConvolution, "a convolution"), take(DlibAffine, "an affine transform")
+
+    def pool(kind: str) -> int:
+        index = take(DlibPool, f"a {kind} pool")
+        if getattr(layers[index], "kind", None) != kind:
+            raise ModelError(f"dlib's network: expected a {kind} pool at layer {index}")
+        return index
+
+    stem, stem_pool = pair(), pool("max")
+    blocks = []
+    while position < len(layers) and isinstance(layers[position], DlibConvolution):
+        downsampling = getattr(layers[position], "stride", 1) != 1
+        first, second = pair(), pair()
+        blocks.append(_DlibBlock(first, second, pool("avg") if downsampling else None))
+    final = pool("avg")
+    if getattr(layers[final], "size", None) != 0 or position != len(layers):
+        raise ModelError("dlib's network: expected it to end by pooling everything")
+    return DlibStructure(stem, stem_pool, tuple(blocks))
+
+
 def _dlib_descriptor_graph(
     network: DlibNetwork, builder: _GraphBuilder, images: str, *, output: str = _DESCRIPTORS
 ) -> str:
-    """Add dlib's network to ``builder``: float RGB ``images`` (N, 3, size, size, on 0-255) in, descriptors
-    (N, 128) out, as ``output``.
-
-    The architecture is dlib's ResNet for face recognition: a 7x7 convolution and a max pool, then residual blocks
-    (3x3 convolution, affine, ReLU, 3x3 convolution, affine, added to the block's input, ReLU). A block whose
-    first convolution has stride 2 adds the 2x2 average pool of its input instead; where the two differ in
-    channels or size, dlib adds them where they overlap and keeps the rest of the larger, which zero padding
-    at the end of each axis reproduces. Average pooling of everything and the projection to 128 numbers end it.
-    Each affine transform is folded into the convolution before it.
-    """
+    """Add dlib's network (:func:`dlib_structure`) to ``builder``: float RGB ``images`` (N, 3, size, size, on
+    0-255) in, descriptors (N, 128) out, as ``output``. Each affine transform is folded into the convolution
+    before it."""
+    structure = dlib_structure(network)
     means = np.array(network.channel_means, np.float32).reshape(1, 3, 1, 1)
     x = builder.node("Sub", [images, builder.constant(means, "mean")])
     x = builder.node("Mul", [x, builder.constant(np.array(1 / 256, np.float32), "scale")])
     shape = (3, network.input_size, network.input_size)  # channels, rows, columns
-    layers = list(network.layers)
 
-    def convolve(x: str, shape: tuple[int, int, int], relu: bool) -> tuple[str, tuple[int, int, int]]:
-        convolution, affine = layers.pop(0), layers.pop(0)
-        if not isinstance(convolution, _Convolution) or not isinstance(affine, _Affine):
-            raise ModelError("dlib's network: expected a convolution and an affine transform")
+    def convolve(
+        x: str, shape: tuple[int, int, int], pair: tuple[int, int], relu: bool
+    ) -> tuple[str, tuple[int, int, int]]:
+        convolution, affine = (network.layers[index] for index in pair)
+        assert isinstance(convolution, DlibConvolution) and isinstance(affine, DlibAffine)  # by dlib_structure
         weights = convolution.weights * affine.gamma[:, None, None, None]
         bias = convolution.bias * affine.gamma + affine.beta
         x = builder.node(
@@ -274,11 +408,10 @@ def _dlib_descriptor_graph(
         side = 1 + (shape[1] + 2 * convolution.padding - weights.shape[2]) // convolution.stride
         return (builder.node("Relu", [x]) if relu else x), (weights.shape[0], side, side)
 
-    def pool(x: str, shape: tuple[int, int, int], kind: str) -> tuple[str, tuple[int, int, int]]:
-        layer = layers.pop(0)
-        if not isinstance(layer, _Pool) or layer.kind != kind:
-            raise ModelError(f"dlib's network: expected a {kind} pool")
-        op = "MaxPool" if kind == "max" else "AveragePool"
+    def pool(x: str, shape: tuple[int, int, int], index: int) -> tuple[str, tuple[int, int, int]]:
+        layer = network.layers[index]
+        assert isinstance(layer, DlibPool)  # by dlib_structure
+        op = "MaxPool" if layer.kind == "max" else "AveragePool"
         x = builder.node(op, [x], kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2, pads=[layer.padding] * 4)
         side = 1 + (shape[1] + 2 * layer.padding - layer.size) // layer.stride
         return x, (shape[0], side, side)
@@ -289,20 +422,16 @@ def _dlib_descriptor_graph(
         pads = np.array([0, 0, 0, 0, 0, *(t - s for t, s in zip(target, shape, strict=True))], np.int64)
         return builder.node("Pad", [x, builder.constant(pads, "pads")])
 
-    x, shape = convolve(x, shape, relu=True)
-    x, shape = pool(x, shape, "max")
-    while isinstance(layers[0], _Convolution):
-        downsampling = layers[0].stride != 1
-        block, block_shape = convolve(x, shape, relu=True)
-        block, block_shape = convolve(block, block_shape, relu=False)
-        if downsampling:
-            x, shape = pool(x, shape, "avg")
-        target = (max(shape[0], block_shape[0]), max(shape[1], block_shape[1]), max(shape[2], block_shape[2]))
-        x = builder.node("Add", [widen(x, shape, target), widen(block, block_shape, target)])
+    x, shape = convolve(x, shape, structure.stem, relu=True)
+    x, shape = pool(x, shape, structure.stem_pool)
+    for block in structure.blocks:
+        branch, branch_shape = convolve(x, shape, block.first, relu=True)
+        branch, branch_shape = convolve(branch, branch_shape, block.second, relu=False)
+        if block.shortcut_pool is not None:
+            x, shape = pool(x, shape, block.shortcut_pool)
+        target = (max(shape[0], branch_shape[0]), max(shape[1], branch_shape[1]), max(shape[2], branch_shape[2]))
+        x = builder.node("Add", [widen(x, shape, target), widen(branch, branch_shape, target)])
         x, shape = builder.node("Relu", [x]), target
-    final = layers.pop(0)
-    if not isinstance(final, _Pool) or final.size != 0 or layers:
-        raise ModelError("dlib's network: expected it to end by pooling everything")
     x = builder.node("Flatten", [builder.node("GlobalAveragePool", [x])])
     return builder.node("MatMul", [x, builder.constant(network.projection, "projection")], output)
 
@@ -328,21 +457,25 @@ def build_second_opinion(
     model: Path,
     data: Path,
     out: Path,
+    network: Path | None = None,
     model_version: str | None = None,
     report: Path | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> SecondOpinionResult:
     """Write ``model`` with dlib's second opinion to ``out``, and what was fitted to ``report`` (default:
-    ``out`` + .json). ``model_version`` defaults to the gender model's with ``+dlib``.
+    ``out`` + .json). ``network`` is dlib's own (the default) or one that ``facegender tune-second-opinion``
+    tuned (:func:`load_dlib_network` reads either). ``model_version`` defaults to the gender model's with
+    ``+dlib``.
 
     Raises:
-        ModelError: ``model`` cannot be loaded, lacks facegender metadata or is not a float gender model.
+        ModelError: ``model`` cannot be loaded, lacks facegender metadata or is not a float gender model; or
+            ``network`` is not a dlib network.
         DatasetError: ``data`` has no train or no validation images.
         MissingExtraError: dlib's models are not installed.
     """
     gender = GenderClassifier(model_path=model, refine=False)  # checks the metadata before any work
-    network = read_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE)
+    descriptor_network = load_dlib_network(network or dlib_models_folder() / DLIB_NETWORK_FILE)
     items = load_dataset(data)
     train = [item for item in items if item.split == "train"]
     val = [item for item in items if item.split == "val"]
@@ -355,7 +488,7 @@ def build_second_opinion(
 
     train_chips = chips.chips[: len(train)]
     descriptor = quantize_static_int8(
-        chip_descriptor_model(network, chip_size=gender.input_size),
+        chip_descriptor_model(descriptor_network, chip_size=gender.input_size),
         calibration=train_chips[:: max(1, len(train) // _CALIBRATION_IMAGES)][:_CALIBRATION_IMAGES],
     )
     combined = _combined_model(onnx.load(str(model)), descriptor, chip_size=gender.input_size)
@@ -371,13 +504,16 @@ def build_second_opinion(
     metadata |= {
         "version": model_version or f"{metadata['version']}+dlib",
         "second_opinion": (
-            f"dlib face-recognition ResNet (public domain) on the centre {_crop_side(gender.input_size)} px of the"
-            f" chip at {network.input_size} px; probe fitted on {int(is_train.sum())} train chips, stack on"
+            f"dlib face-recognition ResNet (public domain){'' if network is None else ', tuned to tell gender,'} on"
+            f" the centre {descriptor_crop_side(gender.input_size)} px of the chip at"
+            f" {descriptor_network.input_size} px; probe fitted on {int(is_train.sum())} train chips, stack on"
             f" {int((~is_train).sum())} validation chips"
         ),
         "stack": ",".join(f"{weight:.6f}" for weight in stack),
         "gender_model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
     }
+    if network is not None:
+        metadata["descriptor_network_sha256"] = hashlib.sha256(network.read_bytes()).hexdigest()
     del combined.metadata_props[:]
     helper.set_model_props(combined, metadata)
     store_weights_as_float16(combined)
@@ -407,7 +543,8 @@ def build_second_opinion(
     return result
 
 
-def _crop_side(chip_size: int) -> int:
+def descriptor_crop_side(chip_size: int) -> int:
+    """The side of the part of a chip that dlib's network sees: the detector's box, at the chip's centre."""
     return round(chip_size / CHIP_MARGIN)
 
 
@@ -423,7 +560,7 @@ def chip_descriptor_model(network: DlibNetwork, *, chip_size: int, crop_side: in
     """Chips in, dlib's descriptors out: the centre ``crop_side`` pixels of each chip (default: the part inside
     the detector's box, as the second opinion uses), resized to dlib's input size, through dlib's network."""
     builder = _GraphBuilder("")
-    crop = crop_side or _crop_side(chip_size)
+    crop = crop_side or descriptor_crop_side(chip_size)
     start = (chip_size - crop) // 2
     pixels = builder.node("Cast", [CLASSIFIER_INPUT_NAME], to=TensorProto.FLOAT)
     pixels = builder.node(

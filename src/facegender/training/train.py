@@ -28,7 +28,16 @@ from facegender.training.config import Precision, TrainConfig
 from facegender.training.float16 import store_weights_as_float16
 from facegender.training.network import GenderNet, imagenet_weights_path
 
-__all__ = ["EpochRecord", "Precision", "TrainConfig", "TrainResult", "fit_temperature", "train"]
+__all__ = [
+    "EpochRecord",
+    "Precision",
+    "TrainConfig",
+    "TrainResult",
+    "augment_chips",
+    "fit_temperature",
+    "optimisation_step",
+    "train",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -78,7 +87,7 @@ def _normalise(chips: torch.Tensor) -> torch.Tensor:
     return (chips.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
-def _augment(
+def augment_chips(
     batch: torch.Tensor, generator: torch.Generator, *, noise_share: float, noise_sigma: float
 ) -> torch.Tensor:
     """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale, blur, pixel noise on
@@ -161,6 +170,17 @@ def _erase_some(batch: torch.Tensor, generator: torch.Generator, *, share: float
         left = int(torch.randint(0, width - patch_width + 1, (1,), generator=generator))
         out[index, :, top : top + patch_height, left : left + patch_width] = float(_uniform(generator, 0.2, 0.8, 1))
     return out
+
+
+def optimisation_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
+) -> float:
+    """One step of ``optimizer`` on ``loss`` and of the learning-rate ``scheduler``; the loss, as a number."""
+    optimizer.zero_grad()
+    loss.backward()  # type: ignore[no-untyped-call]
+    optimizer.step()
+    scheduler.step()
+    return float(loss.item())
 
 
 def fit_temperature(logits: NDArray[np.float32], targets: NDArray[np.int64]) -> float:
@@ -289,7 +309,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
             for start in range(0, len(order), config.batch_size):
                 index = order[start : start + config.batch_size]
                 # Augmented where the network runs: on a GPU the CPU would otherwise be the bottleneck.
-                x = _augment(
+                x = augment_chips(
                     chips[index].to(device).permute(0, 3, 1, 2).float() / 255,
                     generator,
                     noise_share=config.noise_share,
@@ -316,12 +336,8 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                             descriptor_out.float(), descriptors[index].to(device), dim=1
                         )
                         loss = loss + config.descriptor_weight * (1 - similarity).mean()
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                scheduler.step()
                 seen += len(index)
-                loss_sum += loss.item() * len(index)
+                loss_sum += optimisation_step(loss, optimizer, scheduler) * len(index)
                 correct += int((logits.argmax(1) == y).sum())
                 bar.update(len(index))
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
