@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-from teacher_probabilities import _descriptors, _probe_teacher, _targets
+from teacher_probabilities import _descriptors, _male_log_odds, _probe_teacher, _targets
 
 from facegender.chips import make_chips
 from facegender.classify import CLASSIFIER_INPUT_NAME, FLOAT_CLASSIFIER_PATH, GenderClassifier
@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     validation = [item for item in dataset if item.split == "val"]
     gender = GenderClassifier(model_path=args.model, refine=False)
     chips = make_chips([item.path for item in train + validation], size=gender.input_size, cache_dir=args.cache_dir)
-    male = np.clip(gender.predict(chips.chips[len(train) :])[:, 1].astype(np.float64), 1e-6, 1 - 1e-6)
-    gender_log_odds = np.log(male / (1 - male))
+    gender_log_odds = _male_log_odds(gender, chips.chips[len(train) :])
     targets = _targets(validation)
     adults = np.array([item.is_adult is True for item in validation])
     print(f"gender model alone on validation: {np.mean((gender_log_odds > 0) == targets):.4f}, ", end="")

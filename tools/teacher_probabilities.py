@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     chips = make_chips([item.path for item in train + validation], size=sizes.pop(), cache_dir=args.cache_dir).chips
     per_teacher = []
     for path, teacher in zip(args.models, teachers, strict=True):
-        male = np.clip(teacher.predict(chips)[:, 1].astype(np.float64), 1e-6, 1 - 1e-6)
-        per_teacher.append(np.log(male / (1 - male)))
+        per_teacher.append(_male_log_odds(teacher, chips))
         print(f"{path}: done", flush=True)
     models = np.mean(per_teacher, axis=0)
     log_odds, validation_models = models[: len(train)], models[len(train) :]
@@ -91,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"wrote {args.out}: {len(train)} training chips, {len(args.models)} teachers, "
         f"agreeing with the train labels on {agreement:.1%} of them"
     )
+
+
+def _male_log_odds(model: GenderClassifier, chips: NDArray[np.uint8]) -> Floats:
+    """The log-odds of male by ``model``'s calibrated probabilities (kept off 0 and 1, as float32 stores some)."""
+    male = np.clip(model.predict(chips)[:, 1].astype(np.float64), 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(male / (1 - male)))
 
 
 def _descriptors(path: Path) -> dict[str, NDArray[np.float32]]:

@@ -189,7 +189,7 @@ def read_dlib_network(path: Path) -> DlibNetwork:
     dlib writes a network from its loss layer down, then each layer's details from the input up; the layers
     that carry numbers (convolutions, per-channel affine transforms, pools, the last fully connected layer) are
     found by their serialised names, in order. The ReLUs and the residual additions carry none: their places
-    follow from the architecture, which :func:`dlib_network_model` knows.
+    follow from the architecture, which :func:`dlib_structure` describes.
 
     Raises:
         ModelError: the file is not that network.
@@ -375,11 +375,9 @@ def dlib_structure(network: DlibNetwork) -> DlibStructure:
     return DlibStructure(stem, stem_pool, tuple(blocks))
 
 
-def _dlib_descriptor_graph(
-    network: DlibNetwork, builder: _GraphBuilder, images: str, *, output: str = _DESCRIPTORS
-) -> str:
+def _dlib_descriptor_graph(network: DlibNetwork, builder: _GraphBuilder, images: str) -> None:
     """Add dlib's network (:func:`dlib_structure`) to ``builder``: float RGB ``images`` (N, 3, size, size, on
-    0-255) in, descriptors (N, 128) out, as ``output``. Each affine transform is folded into the convolution
+    0-255) in, descriptors (N, 128) out, named ``descriptors``. Each affine transform is folded into the convolution
     before it."""
     structure = dlib_structure(network)
     means = np.array(network.channel_means, np.float32).reshape(1, 3, 1, 1)
@@ -433,7 +431,7 @@ def _dlib_descriptor_graph(
         x = builder.node("Add", [widen(x, shape, target), widen(branch, branch_shape, target)])
         x, shape = builder.node("Relu", [x]), target
     x = builder.node("Flatten", [builder.node("GlobalAveragePool", [x])])
-    return builder.node("MatMul", [x, builder.constant(network.projection, "projection")], output)
+    builder.node("MatMul", [x, builder.constant(network.projection, "projection")], _DESCRIPTORS)
 
 
 @dataclass(frozen=True)
