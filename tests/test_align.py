@@ -1,4 +1,5 @@
-"""Face chips: one function for training and serving, and the softening of faces from sharp, big photos."""
+"""Face chips: one function for training and serving, the softening of faces from sharp, big photos, and the
+head turn read from the detector's keypoints."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import numpy as np
 import pytest
 
 from facegender import FaceGender
-from facegender.align import CHIP_MARGIN, TRAINING_DETAIL, TRAINING_SHRINK_LIMIT, chip_detail, chip_shrink, face_chip
+from facegender.align import (
+    CHIP_MARGIN,
+    TRAINING_DETAIL,
+    TRAINING_SHRINK_LIMIT,
+    chip_detail,
+    chip_shrink,
+    face_chip,
+    head_turn,
+)
 from facegender.data import load_dataset
 from facegender.decode import load_image
 from facegender.results import Box, Detection
@@ -58,3 +67,43 @@ def test_the_training_faces_are_never_softened(shared_data: Path, face_gender: F
             shrinks.append(chip_shrink(found[0], size=SIZE))
     assert len(shrinks) >= 0.99 * len(items)
     assert max(shrinks) < TRAINING_SHRINK_LIMIT
+
+
+def _keypoints(*, nose_x: float, angle: float = 0.0) -> Detection:
+    """Six keypoints of a head whose ears are 100 px apart, the nose ``nose_x`` from their midpoint along the
+    eyes, the whole rotated by ``angle`` degrees in the image."""
+    level = [(-30.0, -20.0), (30.0, -20.0), (nose_x, 10.0), (0.0, 40.0), (-50.0, 0.0), (50.0, 0.0)]
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    points = tuple((200 + x * cos - y * sin, 200 + x * sin + y * cos) for x, y in level)
+    return Detection(box=Box(140, 140, 120, 120), score=0.9, bounds=(140, 140, 260, 260), keypoints=points)
+
+
+def test_the_head_turn_is_zero_facing_the_camera_and_grows_with_the_nose_towards_an_ear() -> None:
+    assert head_turn(_keypoints(nose_x=0)) == pytest.approx(0.0)
+    # A sphere turned by t puts the nose sin(t) from the ears' midpoint, the ears 2 cos(t) apart: 30 px of 100.
+    assert head_turn(_keypoints(nose_x=30)) == pytest.approx(np.degrees(np.arctan(0.6)))
+    assert head_turn(_keypoints(nose_x=-30)) == pytest.approx(-np.degrees(np.arctan(0.6)))
+    assert head_turn(_keypoints(nose_x=60)) == pytest.approx(np.degrees(np.arctan(1.2)))  # past the far ear: > 45
+
+
+def test_the_head_turn_does_not_depend_on_how_the_head_is_tilted() -> None:
+    for angle in (-40, 25, 180):
+        assert head_turn(_keypoints(nose_x=20, angle=angle)) == pytest.approx(head_turn(_keypoints(nose_x=20)))
+
+
+def test_a_detection_without_keypoints_has_no_head_turn() -> None:
+    assert head_turn(_detection(10, 10, 100)) is None
+
+
+def test_profiles_read_as_strongly_turned_and_frontal_faces_as_not(shared_data: Path, face_gender: FaceGender) -> None:
+    portraits = shared_data / "portraits" / "images"
+    turns = {
+        name: face_gender.predict(portraits / name)[0].head_turn
+        for name in ("female/girl-3626901_1280.jpg", "male/man-6829055_1280.jpg", "female/girl-3576679_1280.jpg")
+    }
+    profile, three_quarters, frontal = turns.values()
+    assert profile is not None and three_quarters is not None and frontal is not None
+    assert abs(profile) > 60 and abs(three_quarters) > 45 and abs(frontal) < 10
+    mirrored = face_gender.predict(load_image(portraits / "female/girl-3626901_1280.jpg")[:, ::-1].copy())
+    turned_the_other_way = mirrored[0].head_turn
+    assert turned_the_other_way is not None and turned_the_other_way * profile < 0 and abs(turned_the_other_way) > 45

@@ -94,6 +94,7 @@ def test_no_face_is_an_empty_list_and_detect_false_is_one_face(face_gender: Face
     (whole,) = face_gender.predict(grey, detect=False)
     assert (whole.box.left, whole.box.top, whole.box.width, whole.box.height) == (0, 0, 400, 300)
     assert whole.model_version == face_gender.model_version
+    assert whole.head_turn is None  # no keypoints to read it from
 
 
 def test_pixel_limit_comes_from_settings(portrait_path: Path) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "chip_detail",
     "chip_shrink",
     "face_chip",
+    "head_turn",
     "whole_image_chip",
 ]
 
@@ -107,6 +108,31 @@ def face_chip(image: RGBImage, detection: Detection, *, size: int, downscale: fl
     if chip_shrink(detection, size=size, downscale=downscale) > TRAINING_SHRINK_LIMIT:
         chip = _soften(chip)
     return np.ascontiguousarray(chip)
+
+
+def head_turn(detection: Detection) -> float | None:
+    """How far the head is turned to one side, in degrees, estimated from the detector's keypoints: 0 faces the
+    camera, 90 is a profile; positive where the nose points to the image's right. ``None`` without keypoints.
+
+    Seen along the line of the eyes, the nose tip lies between the two ear points. Taking the head as a sphere
+    with the nose on its front and the ears at its sides, a turn by t puts the nose sin(t) from the ears'
+    midpoint and the ears 2 cos(t) apart (radii), so the difference of the nose's distances to the two ears
+    over their sum is tan(t). The nose stands out from the sphere, so strong turns read higher than a head
+    protractor would say; the estimate is for sorting faces into bands, not for measuring them.
+    """
+    if len(detection.keypoints) < 6:
+        return None
+    (left_eye_x, left_eye_y), (right_eye_x, right_eye_y), nose, _, first_ear, second_ear = detection.keypoints[:6]
+    eye_angle = math.atan2(right_eye_y - left_eye_y, right_eye_x - left_eye_x)
+    cos, sin = math.cos(eye_angle), math.sin(eye_angle)
+
+    def along_the_eyes(point: tuple[float, float]) -> float:
+        return point[0] * cos + point[1] * sin
+
+    to_first_ear = along_the_eyes(nose) - along_the_eyes(first_ear)
+    to_second_ear = along_the_eyes(second_ear) - along_the_eyes(nose)
+    # Ears seen on top of each other (or crossed) can only be a profile: atan2 then gives +-90.
+    return math.degrees(math.atan2(to_first_ear - to_second_ear, max(to_first_ear + to_second_ear, 0.0)))
 
 
 def whole_image_chip(image: RGBImage, *, size: int) -> RGBImage:

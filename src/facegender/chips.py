@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -12,44 +13,50 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from facegender.align import CHIP_MARGIN, face_chip, whole_image_chip
+from facegender.align import CHIP_MARGIN, face_chip, head_turn, whole_image_chip
 from facegender.decode import load_image
 from facegender.detect import DEFAULT_DETECTOR_PATH, BlazeFaceDetector
 from facegender.errors import FaceGenderError
 
 __all__ = ["ChipSet", "make_chips"]
 
-_CACHE_FORMAT = "chips-v2"
+_CACHE_FORMAT = "chips-v3"
 
 
 @dataclass(frozen=True, slots=True)
 class ChipSet:
     """``chips[i]`` is the largest face of ``paths[i]``; where ``found[i]`` is false the detector found
-    no face (or the file was unreadable) and the chip is the centre of the whole image instead."""
+    no face (or the file was unreadable) and the chip is the centre of the whole image instead.
+    ``head_turns[i]`` is that face's :func:`~facegender.align.head_turn` in degrees, NaN where none was found."""
 
     paths: tuple[Path, ...]
     chips: NDArray[np.uint8]
     found: NDArray[np.bool_]
+    head_turns: NDArray[np.float32]
 
+
+_Chipped = tuple[NDArray[np.uint8], bool, float]
+"""A chip, whether a face was found, and that face's head turn (NaN where unknown)."""
 
 _worker_detector: BlazeFaceDetector | None = None
 
 
-def _chip_one(path: Path, size: int) -> tuple[NDArray[np.uint8], bool]:
+def _chip_one(path: Path, size: int) -> _Chipped:
     global _worker_detector
     if _worker_detector is None:
         _worker_detector = BlazeFaceDetector(threads=1)
     try:
         image = load_image(path)
     except FaceGenderError:
-        return np.zeros((size, size, 3), np.uint8), False
+        return np.zeros((size, size, 3), np.uint8), False, math.nan
     detections = _worker_detector.detect(image)
     if not detections:
-        return whole_image_chip(image, size=size), False
-    return face_chip(image, detections[0], size=size), True
+        return whole_image_chip(image, size=size), False, math.nan
+    turn = head_turn(detections[0])
+    return face_chip(image, detections[0], size=size), True, math.nan if turn is None else turn
 
 
-def _chip_many(paths: Sequence[Path], size: int) -> list[tuple[NDArray[np.uint8], bool]]:
+def _chip_many(paths: Sequence[Path], size: int) -> list[_Chipped]:
     return [_chip_one(path, size) for path in paths]
 
 
@@ -76,10 +83,10 @@ def make_chips(
         cached = np.load(cache_file)
         if progress:
             progress(len(paths))
-        return ChipSet(tuple(paths), cached["chips"], cached["found"])
+        return ChipSet(tuple(paths), cached["chips"], cached["found"], cached["head_turns"])
     workers = workers or min(os.cpu_count() or 1, 8)
     chunks = [list(paths[start : start + 256]) for start in range(0, len(paths), 256)]
-    results: list[tuple[NDArray[np.uint8], bool]] = []
+    results: list[_Chipped] = []
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
             results.extend(_chip_many(chunk, size))
@@ -91,9 +98,10 @@ def make_chips(
                 results.extend(done)
                 if progress:
                     progress(len(chunk))
-    chips = np.stack([chip for chip, _ in results]) if results else np.zeros((0, size, size, 3), np.uint8)
-    found = np.array([ok for _, ok in results], dtype=bool)
+    chips = np.stack([chip for chip, _, _ in results]) if results else np.zeros((0, size, size, 3), np.uint8)
+    found = np.array([ok for _, ok, _ in results], dtype=bool)
+    head_turns = np.array([turn for _, _, turn in results], dtype=np.float32)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, chips=chips, found=found)
-    return ChipSet(tuple(paths), chips, found)
+        np.savez(cache_file, chips=chips, found=found, head_turns=head_turns)
+    return ChipSet(tuple(paths), chips, found, head_turns)

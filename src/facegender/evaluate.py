@@ -25,9 +25,24 @@ from facegender.pipeline import FaceGender
 from facegender.results import LABELS
 from facegender.settings import Settings
 
-__all__ = ["EvaluationResult", "evaluate", "expected_calibration_error", "portrait_collages"]
+__all__ = [
+    "HEAD_TURN_BANDS",
+    "EvaluationResult",
+    "evaluate",
+    "expected_calibration_error",
+    "head_turn_band",
+    "portrait_collages",
+]
 
 ECE_BINS = 10
+HEAD_TURN_BANDS: tuple[tuple[float, float, str], ...] = (
+    (0, 15, "0-15"),
+    (15, 30, "15-30"),
+    (30, 45, "30-45"),
+    (45, 60, "45-60"),
+    (60, 91, "60-90"),
+)
+"""Bands of :func:`facegender.align.head_turn`, either way, in degrees: lower bound included, upper excluded."""
 Progress = Callable[[int], None]
 SPLIT_NAMES: dict[Split, str] = {"train": "train", "val": "validation", "test": "test"}
 
@@ -64,6 +79,13 @@ def expected_calibration_error(
             }
         )
     return float(ece), table
+
+
+def head_turn_band(turn: float | None) -> str | None:
+    """The name of the band of ``HEAD_TURN_BANDS`` that holds ``turn`` either way; ``None`` for no turn (NaN)."""
+    if turn is None or math.isnan(turn):
+        return None
+    return next(name for low, high, name in HEAD_TURN_BANDS if low <= abs(turn) < high)
 
 
 def _accuracy(mask: NDArray[np.bool_], correct: NDArray[np.bool_]) -> dict[str, float | int]:
@@ -108,12 +130,15 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
     items = load_dataset(portraits)
     found, correct = 0, 0
     mistakes = []
+    by_turn: dict[str, list[bool]] = {name: [] for _, _, name in HEAD_TURN_BANDS}
     for item, faces in zip(items, fg.predict_batch([item.path for item in items]), strict=True):
         found += bool(faces)
         right = bool(faces) and faces[0].label == item.label
         correct += right
         if not right:
             mistakes.append(str(item.path.relative_to(portraits)))
+        if faces and (band := head_turn_band(faces[0].head_turn)):
+            by_turn[band].append(right)
     collage_right, collage_faces = 0, 0
     width, height = 400, 500
     for collage, group in portrait_collages(items, cell=(width, height)):
@@ -132,6 +157,10 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
         "face_recall": found / len(items),
         "accuracy_end_to_end": correct / len(items),
         "mistakes": mistakes,
+        "by_head_turn": {
+            band: {"accuracy": float(np.mean(rights)) if rights else math.nan, "count": len(rights)}
+            for band, rights in by_turn.items()
+        },
         "collage_faces": collage_faces,
         "collage_accuracy": collage_right / max(1, collage_faces),
     }
@@ -187,6 +216,7 @@ def evaluate(
     races = sorted({item.race for item in chosen_items if item.race})
     race_of = np.array([item.race or "" for item in chosen_items])
     band_of = np.array([age_band(item.age) or "" for item in chosen_items])
+    turn_band_of = np.array([head_turn_band(float(turn)) or "" for turn in chip_set.head_turns[chosen]])
     confidence = probabilities[chosen].max(axis=1)
     ece, bins = expected_calibration_error(confidence, split_predicted == split_targets)
     by_race = {race: _accuracy(race_of == race, split_correct) for race in races}
@@ -200,6 +230,10 @@ def evaluate(
         "by_race_adults": by_race_adults,
         "worst_race_adults": min(by_race_adults.items(), key=lambda kv: kv[1]["accuracy"])[0] if races else None,
         "by_age_band": {name: _accuracy(band_of == name, split_correct) for _, _, name in AGE_BANDS},
+        "by_head_turn": {name: _accuracy(turn_band_of == name, split_correct) for _, _, name in HEAD_TURN_BANDS},
+        "by_head_turn_adults": {
+            name: _accuracy((turn_band_of == name) & adult, split_correct) for _, _, name in HEAD_TURN_BANDS
+        },
         "classification_report": _classification_report(split_targets, split_predicted),
         "confusion_matrix": {
             "labels": list(LABELS),
@@ -278,14 +312,10 @@ def render_report(metrics: dict[str, Any]) -> str:
         "| race | all ages | images | adults | images |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for race, row in detail["by_race"].items():
-        adult_row = detail["by_race_adults"][race]
-        lines.append(
-            f"| {race} | {_pct(row['accuracy'])} | {row['count']} | {_pct(adult_row['accuracy'])} | "
-            f"{adult_row['count']} |"
-        )
+    lines += [_group_row(race, row, detail["by_race_adults"][race]) for race, row in detail["by_race"].items()]
     lines += ["", f"### By age band ({name})", "", "| age | accuracy | images |", "| --- | ---: | ---: |"]
     lines += [f"| {band} | {_pct(row['accuracy'])} | {row['count']} |" for band, row in detail["by_age_band"].items()]
+    lines += _head_turn_lines(metrics)
     lines += [
         "",
         f"### Classification report ({name})",
@@ -311,6 +341,37 @@ def render_report(metrics: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _head_turn_lines(metrics: dict[str, Any]) -> list[str]:
+    """The "By head turn" table: the split's chips, and the portraits where they were evaluated."""
+    split = metrics["detailed_split"]
+    detail, name = metrics[split], SPLIT_NAMES[split]
+    portraits = metrics.get("portraits", {}).get("by_head_turn")
+    header = f"| head turn, degrees either way | {name}: all ages | images | adults | images |"
+    rule = "| --- | ---: | ---: | ---: | ---: |"
+    lines = [
+        "",
+        f"### By head turn ({name}{' and portraits' if portraits else ''})",
+        "",
+        "Estimated from the detector's keypoints (`facegender.align.head_turn`); a face not found has no turn "
+        "and is left out here.",
+        "",
+        header + (" portraits end to end | photos |" if portraits else ""),
+        rule + (" ---: | ---: |" if portraits else ""),
+    ]
+    for band, row in detail["by_head_turn"].items():
+        line = _group_row(band, row, detail["by_head_turn_adults"][band])
+        if portraits:
+            line += f" {_pct(portraits[band]['accuracy'])} | {portraits[band]['count']} |"
+        lines.append(line)
+    return lines
+
+
+def _group_row(group: str, row: dict[str, Any], adult_row: dict[str, Any]) -> str:
+    """``| group | all ages | images | adults | images |``"""
+    adults = f"{_pct(adult_row['accuracy'])} | {adult_row['count']}"
+    return f"| {group} | {_pct(row['accuracy'])} | {row['count']} | {adults} |"
 
 
 def _plot_confusion(matrix: list[list[int]], split_name: str, path: Path) -> None:

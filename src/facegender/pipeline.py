@@ -10,7 +10,7 @@ from typing import Literal, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from facegender.align import chip_shrink, face_chip, whole_image_chip
+from facegender.align import chip_shrink, face_chip, head_turn, whole_image_chip
 from facegender.classify import GenderClassifier
 from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image
 from facegender.detect import BlazeFaceDetector
@@ -217,6 +217,7 @@ class FaceGender:
             probability=float(probabilities[index]),
             probabilities={label: float(p) for label, p in zip(LABELS, probabilities, strict=True)},
             model_version=self.model_version,
+            head_turn=None if (turn := head_turn(detection)) is None else round(turn, 1),
         )
 
 

@@ -71,6 +71,10 @@ class Face:
     probability: float
     probabilities: dict[GenderLabel, float]
     model_version: str
+    head_turn: float | None = None
+    """Degrees the head is turned to one side, estimated from the detector's keypoints (0 faces the camera, 90
+    is a profile; positive where the nose points to the image's right): :func:`facegender.align.head_turn`.
+    ``None`` with ``detect=False``."""
 
     @property
     def label_index(self) -> int:
