@@ -122,8 +122,8 @@ def head_turn(detection: Detection) -> float | None:
     """
     if len(detection.keypoints) < 6:
         return None
-    (left_eye_x, left_eye_y), (right_eye_x, right_eye_y), nose, _, first_ear, second_ear = detection.keypoints[:6]
-    eye_angle = math.atan2(right_eye_y - left_eye_y, right_eye_x - left_eye_x)
+    (first_eye_x, first_eye_y), (second_eye_x, second_eye_y), nose, _, first_ear, second_ear = detection.keypoints[:6]
+    eye_angle = math.atan2(second_eye_y - first_eye_y, second_eye_x - first_eye_x)
     cos, sin = math.cos(eye_angle), math.sin(eye_angle)
 
     def along_the_eyes(point: tuple[float, float]) -> float:
