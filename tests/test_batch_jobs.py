@@ -84,6 +84,7 @@ def test_local_batch_writes_one_record_per_file(local_run: tuple[subprocess.Comp
         assert set(face["box"]) == {"left", "top", "width", "height"}
         assert face["label"] == {"female": 0, "male": 1}[face["class"]]
         assert 0.5 <= face["probability"] <= 1 and 0 < face["detection_score"] <= 1
+        assert -90 <= face["head_turn"] <= 90
     # Not a terminal: plain progress lines on stderr, then the summary on stdout.
     assert "facegender: batch: 201 files to do, 0 already done" in result.stderr
     assert f"{CHIPS + 1}/{CHIPS + 1} files" in result.stderr

@@ -2,7 +2,7 @@
 
 A record is ``{"file", "faces": [...], "error": null | {"code", "message"}, "model"}``; each face is
 ``{"box": {"left", "top", "width", "height"}, "class", "label", "probability", "probabilities",
-"detection_score", "model_version"}``, largest face first. A readable photo without a face has no faces
+"detection_score", "model_version", "head_turn"}``, largest face first. A readable photo without a face has no faces
 and the error ``no_face``, as the HTTP service answers it.
 
 ``label`` is the class index (female 0, male 1) as in the HTTP contract; ``predict --json`` asks for
@@ -54,6 +54,7 @@ def face_record(face: Face, *, labels: Literal["index", "name"] = "index") -> di
         "probabilities": dict(face.probabilities),
         "detection_score": face.detection_score,
         "model_version": face.model_version,
+        "head_turn": face.head_turn,
     }
 
 

@@ -113,6 +113,7 @@ def assert_gender_result(body: dict[str, Any]) -> None:
         assert_prediction(face)
         assert set(face["box"]) == {"left", "top", "width", "height"}
         assert 0.0 <= face["detection_score"] <= 1.0
+        assert face["head_turn"] is None or -90.0 <= face["head_turn"] <= 90.0
     areas = [face["box"]["width"] * face["box"]["height"] for face in body["faces"]]
     assert areas == sorted(areas, reverse=True)
     largest = body["faces"][0]

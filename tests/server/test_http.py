@@ -35,6 +35,7 @@ def portrait_bodies(client: httpx.Client, portraits: list[tuple[Path, str]]) -> 
 def test_portraits_have_the_original_shape(portrait_bodies: list[dict[str, Any]]) -> None:
     for body in portrait_bodies:
         _assert_success(body)
+        assert all(isinstance(face["head_turn"], float) for face in body["faces"])  # found faces have keypoints
 
 
 @pytest.mark.slow
@@ -103,6 +104,7 @@ def test_detect_false_classifies_the_whole_chip(client: httpx.Client, utkface_ch
     assert len(body["faces"]) == 1
     assert body["faces"][0]["box"] == {"left": 0, "top": 0, "width": width, "height": height}
     assert body["faces"][0]["detection_score"] == 1.0
+    assert body["faces"][0]["head_turn"] is None  # no keypoints without the detector
 
 
 @pytest.mark.slow

@@ -264,6 +264,7 @@ def _face_result(face: Face) -> FaceResult:
         label=face.label_index,
         probability=round(face.probability, _DECIMALS),
         predictions=_class_probabilities(face),
+        head_turn=face.head_turn,
     )
 
 

@@ -77,6 +77,14 @@ class FaceResult(BaseModel):
     label: int = Field(ge=0, le=1, description="0 for female, 1 for male.", examples=[1])
     probability: float = Field(ge=0.0, le=1.0, examples=[0.98])
     predictions: list[ClassProbability] = Field(description="Female (label 0) then male (label 1).")
+    head_turn: float | None = Field(
+        default=None,
+        ge=-90.0,
+        le=90.0,
+        description="Degrees the head is turned to one side, estimated from the detector's keypoints: 0 faces the "
+        "camera, 90 is a profile; positive where the nose points to the image's right. Null with detect=false.",
+        examples=[-12.5],
+    )
 
 
 class ImageSize(BaseModel):
