@@ -22,6 +22,7 @@ import numpy as np
 from validation_chips import validation_chips
 
 from facegender import FaceGender
+from facegender.chips import DEFAULT_CACHE_DIR
 from facegender.classify import DEFAULT_CLASSIFIER_PATH, GenderClassifier
 
 _PAGE = 4096
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("models", nargs="+", type=Path, help="refining models to time")
     parser.add_argument("--data", type=Path, required=True, help="the UTKFace folder")
     parser.add_argument("--portraits", type=Path, required=True, help="the portraits folder")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     parser.add_argument("--memory-of", type=Path, help=argparse.SUPPRESS)  # the child process's job
     args = parser.parse_args(argv)
     shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH, refine=False)

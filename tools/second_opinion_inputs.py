@@ -25,7 +25,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from teacher_probabilities import _descriptors, _male_log_odds, _probe_teacher, _targets
 
-from facegender.chips import make_chips
+from facegender.chips import DEFAULT_CACHE_DIR, make_chips
 from facegender.classify import CLASSIFIER_INPUT_NAME, FLOAT_CLASSIFIER_PATH, GenderClassifier
 from facegender.data import load_dataset
 from facegender.training.logistic import fit_logistic, logistic_log_odds
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--descriptors", type=Path, help="descriptors on dlib's alignment (tools/face_descriptors.py)")
     parser.add_argument("--networks", nargs="*", type=Path, default=[], help="tuned networks (.npz) to add")
     parser.add_argument("--model", type=Path, default=FLOAT_CLASSIFIER_PATH, help="float gender model")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     args = parser.parse_args(argv)
 
     dataset = load_dataset(args.data)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from facegender.chips import make_chips
+from facegender.chips import DEFAULT_CACHE_DIR, make_chips
 from facegender.classify import GenderClassifier
 from facegender.data import LabeledImage, load_dataset
 from facegender.training.logistic import fit_logistic, logistic_log_odds
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("models", nargs="+", type=Path, help="float ONNX gender models, the teachers")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
     parser.add_argument("--out", type=Path, required=True, help=".npz file to write")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     parser.add_argument("--descriptors", type=Path, help="dlib face descriptors (tools/face_descriptors.py)")
     parser.add_argument("--descriptor-weight", type=float, default=0.3, help="weight of the descriptors' log-odds")
     args = parser.parse_args(argv)

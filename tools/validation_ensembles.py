@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from validation_chips import validation_chips
 
+from facegender.chips import DEFAULT_CACHE_DIR
 from facegender.classify import DEFAULT_CLASSIFIER_PATH, GenderClassifier
 
 
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="float models (gender.onnx) of the seeds")
     parser.add_argument("--data", type=Path, required=True, help="the UTKFace folder")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     args = parser.parse_args(argv)
 
     shipped = GenderClassifier(model_path=DEFAULT_CLASSIFIER_PATH)

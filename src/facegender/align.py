@@ -16,6 +16,7 @@ __all__ = [
     "CHIP_MARGIN",
     "TRAINING_DETAIL",
     "TRAINING_SHRINK_LIMIT",
+    "along_and_across_the_eyes",
     "chip_detail",
     "chip_shrink",
     "face_chip",
@@ -122,17 +123,20 @@ def head_turn(detection: Detection) -> float | None:
     """
     if len(detection.keypoints) < 6:
         return None
-    (first_eye_x, first_eye_y), (second_eye_x, second_eye_y), nose, _, first_ear, second_ear = detection.keypoints[:6]
-    eye_angle = math.atan2(second_eye_y - first_eye_y, second_eye_x - first_eye_x)
-    cos, sin = math.cos(eye_angle), math.sin(eye_angle)
-
-    def along_the_eyes(point: tuple[float, float]) -> float:
-        return point[0] * cos + point[1] * sin
-
-    to_first_ear = along_the_eyes(nose) - along_the_eyes(first_ear)
-    to_second_ear = along_the_eyes(second_ear) - along_the_eyes(nose)
+    (nose_x, nose_y), _, (first_x, first_y), (second_x, second_y) = detection.keypoints[2:6]
+    to_first_ear, _ = along_and_across_the_eyes(detection, dx=nose_x - first_x, dy=nose_y - first_y)
+    to_second_ear, _ = along_and_across_the_eyes(detection, dx=second_x - nose_x, dy=second_y - nose_y)
     # Ears seen on top of each other (or crossed) can only be a profile: atan2 then gives +-90.
     return math.degrees(math.atan2(to_first_ear - to_second_ear, max(to_first_ear + to_second_ear, 0.0)))
+
+
+def along_and_across_the_eyes(detection: Detection, *, dx: float, dy: float) -> tuple[float, float]:
+    """The image offset (``dx``, ``dy``) measured along the line from ``detection``'s first eye keypoint to its
+    second, and across it (downwards on an upright face): the face's own axes, whatever its tilt."""
+    (first_x, first_y), (second_x, second_y) = detection.keypoints[:2]
+    eyes = math.atan2(second_y - first_y, second_x - first_x)
+    cos, sin = math.cos(eyes), math.sin(eyes)
+    return dx * cos + dy * sin, dy * cos - dx * sin
 
 
 def whole_image_chip(image: RGBImage, *, size: int) -> RGBImage:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +19,10 @@ from facegender.decode import load_image
 from facegender.detect import DEFAULT_DETECTOR_PATH, BlazeFaceDetector
 from facegender.errors import FaceGenderError
 
-__all__ = ["ChipSet", "make_chips"]
+__all__ = ["DEFAULT_CACHE_DIR", "ChipSet", "make_chips"]
+
+DEFAULT_CACHE_DIR: Final = Path(".cache/chips")
+"""Where the commands and tools keep their face chips unless told otherwise."""
 
 _CACHE_FORMAT = "chips-v3"
 

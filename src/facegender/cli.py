@@ -17,17 +17,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, NoReturn, get_args
 
 from pydantic import ValidationError
 
 from facegender import __version__
 from facegender.batch import DEFAULT_CHUNK_SIZE, DEFAULT_POOL, ENGINES, FORMATS, POOLS, run_batch
+from facegender.chips import DEFAULT_CACHE_DIR
 from facegender.data import Split
 from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
-from facegender.training.config import TUNING_EPOCHS, TUNING_LEARNING_RATE, Precision, TrainConfig
+from facegender.training.config import (
+    TUNING_BATCH_SIZE,
+    TUNING_EPOCHS,
+    TUNING_LEARNING_RATE,
+    Precision,
+    TrainConfig,
+)
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from facegender.batch import BatchProgress, BatchSummary
 
 __all__ = ["main"]
@@ -76,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--limit", type=int, help="use only this many images (smoke tests)")
     train.add_argument("--seed", type=int, default=TrainConfig.seed)
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
-    train.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    train.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     train.add_argument("--model-version", default=TrainConfig.model_version)
     train.add_argument(
         "--teacher", type=Path, help="soft targets for distillation (.npz from tools/teacher_probabilities.py)"
@@ -111,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     evaluate.add_argument("--out", type=Path, required=True)
     evaluate.add_argument("--portraits", type=Path, help="labelled uncropped photos for the end-to-end check")
-    evaluate.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    evaluate.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     evaluate.add_argument(
         "--split",
         choices=get_args(Split),
@@ -130,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     second_opinion.add_argument("--model-version", help="version of the result (default: the model's +dlib)")
     second_opinion.add_argument("--report", type=Path, help="JSON of what was fitted (default OUT.json)")
-    second_opinion.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    second_opinion.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
 
     tune = commands.add_parser(
         "tune-second-opinion",
@@ -142,9 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--chip-size", type=int, default=TrainConfig.image_size, help="the gender model's chip side")
     tune.add_argument("--epochs", type=int, default=TUNING_EPOCHS)
     tune.add_argument("--learning-rate", type=float, default=TUNING_LEARNING_RATE, help="the network's (head: 10x)")
-    tune.add_argument("--batch-size", type=int, default=64)
+    tune.add_argument("--batch-size", type=int, default=TUNING_BATCH_SIZE)
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    tune.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
 
     quantize = commands.add_parser("quantize", help="write an int8 copy of a gender model, checked on validation")
     quantize.add_argument("--model", type=Path, required=True, help="float ONNX model")
@@ -159,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument(
         "--no-mirror", action="store_true", help="int8 stage sees each chip alone (half the work; float still mirrors)"
     )
-    quantize.add_argument("--cache-dir", type=Path, default=Path(".cache/chips"), help="face chip cache")
+    quantize.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     return parser
 
 
@@ -285,6 +294,13 @@ def _serve(args: argparse.Namespace) -> int:
     os.execv(sys.executable, [sys.executable, supervisor.__file__, *arguments])
 
 
+def _chip_progress() -> tqdm[NoReturn]:
+    """The bar of the face chips a model command makes (or reads from its cache) before its own work."""
+    from tqdm import tqdm
+
+    return tqdm(desc="face chips", unit="img", disable=None)
+
+
 @contextmanager
 def _extra(name: str, *, purpose: str) -> Iterator[None]:
     """Turn a failed import inside the block into :class:`MissingExtraError` naming the extra to install."""
@@ -307,12 +323,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from facegender.classify import DEFAULT_CLASSIFIER_PATH
     from facegender.evaluate import evaluate
 
-    with tqdm(desc="face chips", unit="img", disable=None) as bar:
+    with _chip_progress() as bar:
         result = evaluate(
             data=args.data,
             model=args.model or DEFAULT_CLASSIFIER_PATH,
@@ -328,11 +342,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _second_opinion(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     with _extra("train", purpose="a second opinion"):
         from facegender.training.second_opinion import build_second_opinion
-    with tqdm(desc="face chips", unit="img", disable=None) as bar:
+    with _chip_progress() as bar:
         result = build_second_opinion(
             model=args.model,
             data=args.data,
@@ -353,8 +365,6 @@ def _second_opinion(args: argparse.Namespace) -> int:
 
 
 def _tune_second_opinion(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     with _extra("train", purpose="tuning dlib's network"):
         from facegender.training.second_opinion_tuning import TuningRecord, tune_second_opinion_network
 
@@ -366,7 +376,7 @@ def _tune_second_opinion(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with tqdm(desc="face chips", unit="img", disable=None) as bar:
+    with _chip_progress() as bar:
         out = tune_second_opinion_network(
             data=args.data,
             out=args.out,

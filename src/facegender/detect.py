@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facegender._onnx import create_session
-from facegender.align import head_turn
+from facegender.align import along_and_across_the_eyes, head_turn
 from facegender.decode import RGBImage
 from facegender.results import Box, Detection
 
@@ -192,12 +192,11 @@ class BlazeFaceDetector:
         turn = head_turn(of)
         if turn is None or abs(turn) < self._ear_turn:
             return False
-        (first_x, first_y), (second_x, second_y) = of.keypoints[:2]
-        eyes = math.atan2(second_y - first_y, second_x - first_x)
-        offset_x = (candidate.bounds[0] + candidate.bounds[2] - of.bounds[0] - of.bounds[2]) / 2
-        offset_y = (candidate.bounds[1] + candidate.bounds[3] - of.bounds[1] - of.bounds[3]) / 2
-        along = offset_x * math.cos(eyes) + offset_y * math.sin(eyes)
-        across = offset_y * math.cos(eyes) - offset_x * math.sin(eyes)
+        along, across = along_and_across_the_eyes(
+            of,
+            dx=(candidate.bounds[0] + candidate.bounds[2] - of.bounds[0] - of.bounds[2]) / 2,
+            dy=(candidate.bounds[1] + candidate.bounds[3] - of.bounds[1] - of.bounds[3]) / 2,
+        )
         return along * turn < 0 and abs(along) <= side and abs(across) <= side / 2
 
     def turned_upright(self, image: RGBImage, face: Detection) -> TurnedFace | None:

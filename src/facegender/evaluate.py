@@ -40,7 +40,7 @@ HEAD_TURN_BANDS: tuple[tuple[float, float, str], ...] = (
     (15, 30, "15-30"),
     (30, 45, "30-45"),
     (45, 60, "45-60"),
-    (60, 91, "60-90"),
+    (60, math.inf, "60-90"),
 )
 """Bands of :func:`facegender.align.head_turn`, either way, in degrees: lower bound included, upper excluded."""
 Progress = Callable[[int], None]

@@ -156,10 +156,11 @@ def quantize_classifier(
     )
     validation = make_chips([item.path for item in val], size=source.input_size, cache_dir=cache_dir, progress=progress)
 
-    float_model = prepare_float_graph(onnx.load(str(model)), mirror=mirror)
+    exported = onnx.load(str(model))
+    float_model = prepare_float_graph(exported, mirror=mirror)
     quantized = quantize_static_int8(float_model, calibration=calibration.chips, exclude=_head)
     out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {prop.key: prop.value for prop in onnx.load(str(model)).metadata_props}
+    metadata = {prop.key: prop.value for prop in exported.metadata_props}
     metadata |= {
         "version": f"{refiner.version}+int8",
         "quantization": f"int8 QDQ, weights per channel, activations min-max on {len(calibration.chips)} train chips"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["FROZEN_LAYERS", "TUNING_EPOCHS", "TUNING_LEARNING_RATE", "Precision", "TrainConfig"]
+__all__ = ["FROZEN_LAYERS", "TUNING_BATCH_SIZE", "TUNING_EPOCHS", "TUNING_LEARNING_RATE", "Precision", "TrainConfig"]
 
 # The stem convolution and the first block keep their ImageNet filters (generic edges and colours). Training
 # from the second block on (1.2.0) beat training from the fourth stage on (1.1.0) on validation, at 1.6 times
@@ -16,6 +16,7 @@ FROZEN_LAYERS = 2
 # dlib's network tuned for gender (facegender tune-second-opinion): of 5e-6, 1e-5 and 2e-5, 5e-6 gave the second
 # opinion the fewest validation mistakes (runs of 2026-11-27; none beat dlib's untuned network, MODEL_CARD.md).
 TUNING_EPOCHS = 10
+TUNING_BATCH_SIZE = 64
 TUNING_LEARNING_RATE = 5e-6
 
 Precision = Literal["float32", "bfloat16"]

@@ -311,6 +311,11 @@ class _GraphBuilder:
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
+    def slice(self, x: str, *, starts: list[int], ends: list[int], axes: list[int] | None = None) -> str:
+        """``x`` from ``starts`` to ``ends`` (excluded) along ``axes`` (default: the first ones)."""
+        bounds = [self.constant(np.array(values, np.int64)) for values in (starts, ends, axes) if values is not None]
+        return self.node("Slice", [x, *bounds])
+
 
 @dataclass(frozen=True)
 class _DlibBlock:
@@ -561,24 +566,9 @@ def chip_descriptor_model(network: DlibNetwork, *, chip_size: int, crop_side: in
     crop = crop_side or descriptor_crop_side(chip_size)
     start = (chip_size - crop) // 2
     pixels = builder.node("Cast", [CLASSIFIER_INPUT_NAME], to=TensorProto.FLOAT)
-    pixels = builder.node(
-        "Slice",
-        [
-            pixels,
-            builder.constant(np.array([start, start], np.int64)),
-            builder.constant(np.array([start + crop, start + crop], np.int64)),
-            builder.constant(np.array([1, 2], np.int64)),
-        ],
-    )
+    pixels = builder.slice(pixels, starts=[start, start], ends=[start + crop, start + crop], axes=[1, 2])
     pixels = builder.node("Transpose", [pixels], perm=[0, 3, 1, 2])
-    batch_and_channels = builder.node(
-        "Slice",
-        [
-            builder.node("Shape", [pixels]),
-            builder.constant(np.array([0], np.int64)),
-            builder.constant(np.array([2], np.int64)),
-        ],
-    )
+    batch_and_channels = builder.slice(builder.node("Shape", [pixels]), starts=[0], ends=[2])
     sizes = builder.node(
         "Concat",
         [batch_and_channels, builder.constant(np.array([network.input_size] * 2, np.int64))],
@@ -609,18 +599,7 @@ def _combined_model(gender: onnx.ModelProto, descriptor: onnx.ModelProto, *, chi
     # The gender model's log-odds, from its calibrated probabilities.
     floor = builder.constant(np.array(1e-7, np.float32), "floor")
     logs = builder.node("Log", [builder.node("Max", [f"gender/{CLASSIFIER_OUTPUT_NAME}", floor])])
-    female, male = (
-        builder.node(
-            "Slice",
-            [
-                logs,
-                builder.constant(np.array([column], np.int64)),
-                builder.constant(np.array([column + 1], np.int64)),
-                builder.constant(np.array([1], np.int64)),
-            ],
-        )
-        for column in (0, 1)
-    )
+    female, male = (builder.slice(logs, starts=[column], ends=[column + 1], axes=[1]) for column in (0, 1))
     gender_log_odds = builder.node("Sub", [male, female], _GENDER_LOG_ODDS)
     probe = builder.node(
         "Add",

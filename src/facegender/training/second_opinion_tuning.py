@@ -29,7 +29,7 @@ from torch.nn import functional
 from facegender.chips import make_chips
 from facegender.data import load_dataset
 from facegender.errors import DatasetError
-from facegender.training.config import TUNING_EPOCHS, TUNING_LEARNING_RATE
+from facegender.training.config import TUNING_BATCH_SIZE, TUNING_EPOCHS, TUNING_LEARNING_RATE
 from facegender.training.logistic import fit_logistic
 from facegender.training.second_opinion import (
     DLIB_NETWORK_FILE,
@@ -43,7 +43,7 @@ from facegender.training.second_opinion import (
     load_dlib_network,
     save_dlib_network,
 )
-from facegender.training.train import augment_chips, optimisation_step
+from facegender.training.train import augment_chips, optimisation_step, unit_chips
 
 __all__ = ["DlibGenderNet", "TuningRecord", "tune_dlib_network", "tune_second_opinion_network"]
 
@@ -169,7 +169,7 @@ def tune_dlib_network(
     crop_side: int,
     validation: tuple[NDArray[np.uint8], NDArray[np.int64]] | None = None,
     epochs: int = TUNING_EPOCHS,
-    batch_size: int = 64,
+    batch_size: int = TUNING_BATCH_SIZE,
     learning_rate: float = TUNING_LEARNING_RATE,
     seed: int = 0,
     log: Callable[[TuningRecord], None] | None = None,
@@ -216,12 +216,7 @@ def tune_dlib_network(
         seen, loss_sum, correct = 0, 0.0, 0
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            x = augment_chips(
-                images[index].to(device).permute(0, 3, 1, 2).float() / 255,
-                generator,
-                noise_share=0.0,
-                noise_sigma=0.0,
-            )
+            x = augment_chips(unit_chips(images[index], device), generator, noise_share=0.0, noise_sigma=0.0)
             y = labels[index].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                 log_odds = model(x)
@@ -246,7 +241,7 @@ def tune_second_opinion_network(
     network: Path | None = None,
     epochs: int = TUNING_EPOCHS,
     learning_rate: float = TUNING_LEARNING_RATE,
-    batch_size: int = 64,
+    batch_size: int = TUNING_BATCH_SIZE,
     seed: int = 0,
     cache_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
@@ -293,6 +288,6 @@ def _outputs(
     outputs = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size * 4):
-            x = images[start : start + batch_size * 4].to(device).permute(0, 3, 1, 2).float() / 255
+            x = unit_chips(images[start : start + batch_size * 4], device)
             outputs.append((model(x) if head else model.descriptors(x)).float().cpu().numpy())
     return np.concatenate(outputs)

@@ -37,6 +37,7 @@ __all__ = [
     "fit_temperature",
     "optimisation_step",
     "train",
+    "unit_chips",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,6 +86,12 @@ def _normalise(chips: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=chips.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=chips.device).view(1, 3, 1, 1)
     return (chips.permute(0, 3, 1, 2).float() / 255 - mean) / std
+
+
+def unit_chips(chips: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 chips (N, side, side, 3) as floats (N, 3, side, side) on 0-1 on ``device``, as :func:`augment_chips`
+    takes them."""
+    return chips.to(device).permute(0, 3, 1, 2).float() / 255
 
 
 def augment_chips(
@@ -310,7 +317,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 index = order[start : start + config.batch_size]
                 # Augmented where the network runs: on a GPU the CPU would otherwise be the bottleneck.
                 x = augment_chips(
-                    chips[index].to(device).permute(0, 3, 1, 2).float() / 255,
+                    unit_chips(chips[index], device),
                     generator,
                     noise_share=config.noise_share,
                     noise_sigma=config.noise_sigma,
