@@ -130,15 +130,15 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
     items = load_dataset(portraits)
     found, correct = 0, 0
     mistakes = []
-    by_turn: dict[str, list[bool]] = {name: [] for _, _, name in HEAD_TURN_BANDS}
+    turn_bands, rights = [], []
     for item, faces in zip(items, fg.predict_batch([item.path for item in items]), strict=True):
         found += bool(faces)
         right = bool(faces) and faces[0].label == item.label
         correct += right
         if not right:
             mistakes.append(str(item.path.relative_to(portraits)))
-        if faces and (band := head_turn_band(faces[0].head_turn)):
-            by_turn[band].append(right)
+        turn_bands.append((head_turn_band(faces[0].head_turn) if faces else None) or "")
+        rights.append(right)
     collage_right, collage_faces = 0, 0
     width, height = 400, 500
     for collage, group in portrait_collages(items, cell=(width, height)):
@@ -158,8 +158,7 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
         "accuracy_end_to_end": correct / len(items),
         "mistakes": mistakes,
         "by_head_turn": {
-            band: {"accuracy": float(np.mean(rights)) if rights else math.nan, "count": len(rights)}
-            for band, rights in by_turn.items()
+            name: _accuracy(np.array(turn_bands) == name, np.array(rights)) for _, _, name in HEAD_TURN_BANDS
         },
         "collage_faces": collage_faces,
         "collage_accuracy": collage_right / max(1, collage_faces),
