@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         ("noise_share", "share of training chips given Gaussian pixel noise (default 0: none)"),
         ("noise_sigma", "the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)"),
         ("teacher_weight", "share of the loss on the --teacher probabilities, for distillation (default 0: none)"),
+        ("self_distillation", "share of each target from the model's last answer, by the last epoch (default 0: none)"),
         ("descriptor_weight", "weight of the --descriptors regression as a second task (default 0: none)"),
     ):
         option = f"--{field.replace('_', '-')}"

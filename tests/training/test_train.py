@@ -233,6 +233,18 @@ def test_a_teacher_that_repeats_the_labels_trains_as_the_labels_alone(shared_dat
     assert summary["config"]["teacher"] == str(teacher) and summary["config"]["teacher_weight"] == 0.5
 
 
+@pytest.mark.slow
+def test_self_distillation_leaves_the_first_epoch_to_the_labels_then_teaches_the_model_its_answers(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    labels_alone = replace(_one_epoch_on_64_images(shared_data, tmp_path / "alone"), epochs=2)
+    self_taught = replace(labels_alone, out=tmp_path / "self-taught", self_distillation=0.8)
+    plain, distilled = train(labels_alone).history, train(self_taught).history
+    assert distilled[0].train_loss == pytest.approx(plain[0].train_loss, abs=1e-5)
+    # The second epoch's targets are mostly the first epoch's answers, so its loss is another.
+    assert abs(distilled[1].train_loss - plain[1].train_loss) > 0.01
+
+
 def _descriptor_file(config: TrainConfig, path: Path, *, drop: int = 0) -> Path:
     """Random 16-number descriptors for the training images ``config`` uses, less the first ``drop``."""
     train_items = _train_items(config)[drop:]

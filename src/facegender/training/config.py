@@ -54,6 +54,10 @@ class TrainConfig:
     teacher_weight: float = 0.0
     """The share of the training loss that is the cross-entropy with the teacher's probabilities (0: none); the
     rest is the cross-entropy with the labels. Needs ``teacher``."""
+    self_distillation: float = 0.0
+    """The share of each training chip's target taken, by the last epoch, from the model's own answer to that chip
+    in the epoch before (progressive self-knowledge distillation, Kim et al., 2021; 0: none): growing from 0 in the
+    first epoch, it teaches the model the doubt it came to have about a chip, at no extra cost per step."""
     descriptors: Path | None = None
     """Face descriptors of another model (``tools/face_descriptors.py`` writes them): an ``.npz`` with ``names``
     (file names) and ``descriptors`` (one row per image)."""

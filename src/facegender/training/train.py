@@ -304,6 +304,8 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         optimizer, max_lr=config.learning_rate, total_steps=max(1, steps), pct_start=0.15
     )
     generator = torch.Generator().manual_seed(config.seed)
+    # The model's last answer for each chip, as a probability of male; the labels until it has answered.
+    own_male = targets.float() if config.self_distillation > 0 else None
     history: list[EpochRecord] = []
     best_state, best_accuracy, best_epoch = None, -1.0, 0
     for epoch in range(1, config.epochs + 1):
@@ -311,6 +313,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         net.train()
         frozen.eval()  # frozen layers keep their ImageNet batch-norm statistics
         order = train_index[torch.randperm(len(train_index), generator=generator)]
+        own_share = config.self_distillation * (epoch - 1) / max(1, config.epochs - 1)
         seen, loss_sum, correct = 0, 0.0, 0
         with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="img", disable=None) as bar:
             for start in range(0, len(order), config.batch_size):
@@ -326,7 +329,11 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                 y = targets[index].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     logits, age_out, descriptor_out = net.forward_heads(x)
-                    loss = functional.cross_entropy(logits, y)
+                    if own_male is None:
+                        loss = functional.cross_entropy(logits, y)
+                    else:
+                        own_target = (1 - own_share) * y.float() + own_share * own_male[index].to(device)
+                        loss = _soft_cross_entropy(logits, own_target)
                     if teacher_male is not None:
                         soft = _soft_cross_entropy(logits, teacher_male[index].to(device))
                         loss = (1 - config.teacher_weight) * loss + config.teacher_weight * soft
@@ -343,6 +350,8 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                             descriptor_out.float(), descriptors[index].to(device), dim=1
                         )
                         loss = loss + config.descriptor_weight * (1 - similarity).mean()
+                if own_male is not None:
+                    own_male[index] = functional.softmax(logits.detach().float(), dim=1)[:, 1].cpu()
                 seen += len(index)
                 loss_sum += optimisation_step(loss, optimizer, scheduler) * len(index)
                 correct += int((logits.argmax(1) == y).sum())
