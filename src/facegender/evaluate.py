@@ -139,6 +139,7 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
             mistakes.append(str(item.path.relative_to(portraits)))
         turn_bands.append((head_turn_band(faces[0].head_turn) if faces else None) or "")
         rights.append(right)
+    turn_band_of, portrait_correct = np.array(turn_bands), np.array(rights)
     collage_right, collage_faces = 0, 0
     width, height = 400, 500
     for collage, group in portrait_collages(items, cell=(width, height)):
@@ -157,9 +158,7 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
         "face_recall": found / len(items),
         "accuracy_end_to_end": correct / len(items),
         "mistakes": mistakes,
-        "by_head_turn": {
-            name: _accuracy(np.array(turn_bands) == name, np.array(rights)) for _, _, name in HEAD_TURN_BANDS
-        },
+        "by_head_turn": {name: _accuracy(turn_band_of == name, portrait_correct) for _, _, name in HEAD_TURN_BANDS},
         "collage_faces": collage_faces,
         "collage_accuracy": collage_right / max(1, collage_faces),
     }

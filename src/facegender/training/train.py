@@ -305,7 +305,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     )
     generator = torch.Generator().manual_seed(config.seed)
     # The model's last answer for each chip, as a probability of male; the labels until it has answered.
-    own_male = targets.float() if config.self_distillation > 0 else None
+    own_male = targets.float().to(device) if config.self_distillation > 0 else None
     history: list[EpochRecord] = []
     best_state, best_accuracy, best_epoch = None, -1.0, 0
     for epoch in range(1, config.epochs + 1):
@@ -332,7 +332,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                     if own_male is None:
                         loss = functional.cross_entropy(logits, y)
                     else:
-                        own_target = (1 - own_share) * y.float() + own_share * own_male[index].to(device)
+                        own_target = (1 - own_share) * y.float() + own_share * own_male[index]
                         loss = _soft_cross_entropy(logits, own_target)
                     if teacher_male is not None:
                         soft = _soft_cross_entropy(logits, teacher_male[index].to(device))
@@ -351,7 +351,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                         )
                         loss = loss + config.descriptor_weight * (1 - similarity).mean()
                 if own_male is not None:
-                    own_male[index] = functional.softmax(logits.detach().float(), dim=1)[:, 1].cpu()
+                    own_male[index] = functional.softmax(logits.detach().float(), dim=1)[:, 1]
                 seen += len(index)
                 loss_sum += optimisation_step(loss, optimizer, scheduler) * len(index)
                 correct += int((logits.argmax(1) == y).sum())
