@@ -137,11 +137,11 @@ def test_evaluate_details_the_chosen_split(utkface_subset: Callable[[int], Path]
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["detailed_split"] == "val"
-    assert "test" not in metrics
+    assert "test" not in metrics and "test" not in metrics["splits"]  # candidates are chosen blind to the test split
     assert sum(row["count"] for row in metrics["val"]["by_age_band"].values()) == metrics["splits"]["val"]["count"]
     report = (out / "report.md").read_text()
     assert "## Validation split" in report
-    assert "## Test split" not in report
+    assert "## Test split" not in report and "| test |" not in report
     refused = run_cli("evaluate", "--data", str(subset), "--out", str(out), "--split", "validation")
     assert refused.returncode == 2
     assert "invalid choice" in refused.stderr

@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
         "--split",
         choices=get_args(Split),
         default="test",
-        help="split for the groups, calibration and confusion matrix (compare models on val; report on test)",
+        help="split for the groups, calibration and confusion matrix"
+        " (compare models on val, which leaves the test split unread; report on test)",
     )
 
     second_opinion = commands.add_parser(

@@ -176,12 +176,14 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate ``model`` on every split of ``data`` (and end to end on ``portraits``); write the report.
 
-    Accuracy and loss are given for every split; the rest (groups, calibration, classification report,
-    confusion matrix) for ``split`` alone, under ``metrics[split]``. ``split="val"`` compares candidate models
-    without looking at the test split, which is kept for the final report.
+    Accuracy and loss are given for every split evaluated; the rest (groups, calibration, classification
+    report, confusion matrix) for ``split`` alone, under ``metrics[split]``. ``split="val"`` compares candidate
+    models without looking at the test split, which is kept for the final report: its chips are not read, and
+    no figure of it is written.
     """
     classifier = GenderClassifier(model_path=model)
-    items = load_dataset(data)
+    evaluated = [name for name in SPLIT_NAMES if split == "test" or name != "test"]
+    items = [item for item in load_dataset(data) if item.split in evaluated]
     chip_set = make_chips(
         [item.path for item in items], size=classifier.input_size, cache_dir=cache_dir, progress=progress
     )
@@ -198,7 +200,7 @@ def evaluate(
         "data": str(data),
         "splits": {},
     }
-    for name in SPLIT_NAMES:
+    for name in evaluated:
         mask = splits == name
         metrics["splits"][name] = {
             "count": int(mask.sum()),
@@ -271,10 +273,9 @@ def render_report(metrics: dict[str, Any]) -> str:
         "| split | images | accuracy | loss | face found |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for each, each_name in SPLIT_NAMES.items():
-        row = metrics["splits"][each]
+    for each, row in metrics["splits"].items():
         lines.append(
-            f"| {each_name} | {row['count']} | {_pct(row['accuracy'])} | {_pct(row['loss'])} | "
+            f"| {SPLIT_NAMES[each]} | {row['count']} | {_pct(row['accuracy'])} | {_pct(row['loss'])} | "
             f"{_pct(row['face_found'])} |"
         )
     lines += [
