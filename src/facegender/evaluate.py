@@ -174,7 +174,7 @@ def evaluate(
     progress: Progress | None = None,
     split: Split = "test",
 ) -> EvaluationResult:
-    """Evaluate ``model`` on every split of ``data`` (and end to end on ``portraits``); write the report.
+    """Evaluate ``model`` on the splits of ``data`` (and end to end on ``portraits``); write the report.
 
     Accuracy and loss are given for every split evaluated; the rest (groups, calibration, classification
     report, confusion matrix) for ``split`` alone, under ``metrics[split]``. ``split="val"`` compares candidate
