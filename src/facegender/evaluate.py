@@ -128,13 +128,12 @@ def portrait_collages(
 
 def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
     items = load_dataset(portraits)
-    found, correct = 0, 0
+    found = 0
     mistakes = []
     turn_bands, rights = [], []
     for item, faces in zip(items, fg.predict_batch([item.path for item in items]), strict=True):
         found += bool(faces)
         right = bool(faces) and faces[0].label == item.label
-        correct += right
         if not right:
             mistakes.append(str(item.path.relative_to(portraits)))
         turn_bands.append((head_turn_band(faces[0].head_turn) if faces else None) or "")
@@ -156,7 +155,7 @@ def _portrait_metrics(fg: FaceGender, portraits: Path) -> dict[str, Any]:
     return {
         "photos": len(items),
         "face_recall": found / len(items),
-        "accuracy_end_to_end": correct / len(items),
+        "accuracy_end_to_end": int(portrait_correct.sum()) / len(items),
         "mistakes": mistakes,
         "by_head_turn": {name: _accuracy(turn_band_of == name, portrait_correct) for _, _, name in HEAD_TURN_BANDS},
         "collage_faces": collage_faces,
