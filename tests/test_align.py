@@ -13,6 +13,7 @@ from facegender.align import (
     CHIP_MARGIN,
     TRAINING_DETAIL,
     TRAINING_SHRINK_LIMIT,
+    WARP_SIDE_LIMIT,
     chip_detail,
     chip_shrink,
     face_chip,
@@ -76,6 +77,29 @@ def _keypoints(*, nose_x: float, angle: float = 0.0) -> Detection:
     cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
     points = tuple((200 + x * cos - y * sin, 200 + x * sin + y * cos) for x, y in level)
     return Detection(box=Box(140, 140, 120, 120), score=0.9, bounds=(140, 140, 260, 260), keypoints=points)
+
+
+def test_a_panorama_too_long_for_the_warp_gives_the_chips_of_its_parts(
+    portrait_path: Path, face_gender: FaceGender
+) -> None:
+    face = load_image(portrait_path)
+    height, width = face.shape[:2]
+    panorama = np.full((height, WARP_SIDE_LIMIT + 1000, 3), 120, np.uint8)
+    for left in (0, 20_000, panorama.shape[1] - width):  # at both ends, where the chip reaches past the edge
+        panorama[:, left : left + width] = face
+    faces = face_gender.detector.detect(panorama)
+    assert len(faces) == 3
+    for found in faces:
+        left, top, right, bottom = found.bounds
+        offset = max(0, int(left) - 800)
+        moved = Detection(
+            box=found.box,
+            score=found.score,
+            bounds=(left - offset, top, right - offset, bottom),
+            keypoints=tuple((x - offset, y) for x, y in found.keypoints),
+        )
+        part = panorama[:, offset : offset + 2000]
+        assert np.array_equal(face_chip(panorama, found, size=SIZE), face_chip(part, moved, size=SIZE))
 
 
 def test_the_head_turn_is_zero_facing_the_camera_and_grows_with_the_nose_towards_an_ear() -> None:

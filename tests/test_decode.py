@@ -361,6 +361,25 @@ def test_bad_paths_raise_bad_image(tmp_path: Path) -> None:
         assert caught.value.code == "bad_image"
 
 
+def test_binary_file_objects_decode_as_their_bytes(tmp_path: Path, portrait_jpeg: bytes) -> None:
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(portrait_jpeg)
+    expected = load_image(portrait_jpeg)
+    with path.open("rb") as file:
+        assert np.array_equal(load_image(file), expected)
+    assert np.array_equal(load_image(io.BytesIO(portrait_jpeg)), expected)
+
+
+def test_other_kinds_of_input_raise_type_error(tmp_path: Path) -> None:
+    path = tmp_path / "text.txt"
+    path.write_text("not bytes")
+    with path.open() as text_file, pytest.raises(TypeError, match="binary mode"):
+        load_image(text_file)  # type: ignore[arg-type]
+    for source in (None, 5, ["photo.jpg"]):
+        with pytest.raises(TypeError, match="a path, bytes, a binary file object"):
+            load_image(source)  # type: ignore[arg-type]
+
+
 def test_a_truncated_lazily_opened_pil_image_raises_bad_image(portrait_jpeg: bytes) -> None:
     with Image.open(io.BytesIO(portrait_jpeg[: len(portrait_jpeg) // 2])) as image, pytest.raises(InvalidImageError):
         load_image(image)

@@ -154,13 +154,31 @@ def test_pyramid_levels_are_exact_halvings() -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (101, 203, 3), dtype=np.uint8)
     pyramid = _Pyramid(image)
-    assert pyramid.level(shrink=3.9)[1] == 1
-    half, factor = pyramid.level(shrink=4.0)
-    assert factor == 2 and half.shape == (50, 101, 3)
+    assert pyramid.level(shrink=3.9)[1:] == (1, 1)
+    half, *factors = pyramid.level(shrink=4.0)
+    assert factors == [2, 2] and half.shape == (50, 101, 3)
     means = image[:100, :202].reshape(50, 2, 101, 2, 3).astype(np.float32).mean(axis=(1, 3))
     assert np.abs(half.astype(np.float32) - means).max() <= 1
-    quarter, factor = pyramid.level(shrink=15.9)
-    assert factor == 4 and quarter.shape == (25, 50, 3)
+    quarter, *factors = pyramid.level(shrink=15.9)
+    assert factors == [4, 4] and quarter.shape == (25, 50, 3)
+
+
+SLIVERS_AND_PANORAMAS = [(1, 500), (3, 3000), (8, 8000), (5000, 3), (1, 39_000_000), (3, 3_000_000), (600, 33_000)]
+
+
+@pytest.mark.parametrize("shape", SLIVERS_AND_PANORAMAS)
+def test_slivers_and_panoramas_without_a_face_have_none(detector: BlazeFaceDetector, shape: tuple[int, int]) -> None:
+    # Slivers run out of rows before the shrink a pass asks for; panoramas are too long for cv2's warp.
+    assert detector.detect(np.full((*shape, 3), 128, np.uint8)) == []
+
+
+def test_a_sliver_s_pyramid_keeps_its_last_row_and_a_panorama_s_fits_the_warp() -> None:
+    row = np.arange(3000, dtype=np.uint8)[None, :, None].repeat(3, axis=2)
+    level, *factors = _Pyramid(np.concatenate([row, row, row])).level(shrink=8.0)
+    assert factors == [4, 2] and level.shape == (1, 750, 3)
+    assert np.abs(level[0, :, 0].astype(np.float32) - row[0, :, 0].reshape(750, 4).mean(axis=1)).max() <= 1
+    panorama, *factors = _Pyramid(np.zeros((600, 40_000, 3), np.uint8)).level(shrink=1.5)
+    assert factors == [2, 2] and panorama.shape == (300, 20_000, 3)
 
 
 def test_a_busy_side_thread_means_passes_in_turn_not_a_wait(portrait_path: Path) -> None:

@@ -26,7 +26,8 @@ def test_every_input_kind_gives_the_same_answer(portrait_path: Path, face_gender
     expected = face_gender.predict(portrait_path)
     with Image.open(portrait_path) as image:
         pil = image.convert("RGB")
-    for source in (portrait_path, str(portrait_path), portrait_path.read_bytes(), pil, np.asarray(pil)):
+    data = portrait_path.read_bytes()
+    for source in (portrait_path, str(portrait_path), data, io.BytesIO(data), pil, np.asarray(pil)):
         faces = face_gender.predict(source)
         assert [(f.box, f.label) for f in faces] == [(f.box, f.label) for f in expected]
         assert faces[0].probability == pytest.approx(expected[0].probability, abs=1e-5)
@@ -51,6 +52,15 @@ def test_faces_classified_at_the_detector_s_first_look_get_the_same_answer(share
             assert face_gender._locate(face_gender.decode(path), detect=True).classified == {}
             assert face_gender.predict(path) == faces
     assert early >= len(paths) // 3
+
+
+def test_a_batch_of_one_image_must_be_a_sequence(portrait_path: Path, face_gender: FaceGender) -> None:
+    pixels = load_image(portrait_path)
+    for one in (portrait_path, str(portrait_path), portrait_path.read_bytes(), pixels, Image.fromarray(pixels)):
+        with pytest.raises(TypeError, match="use predict"):
+            face_gender.predict_batch(one)  # type: ignore[arg-type]
+    stacked = face_gender.predict_batch(np.stack([pixels, pixels]))  # a 4-d array is a batch of images
+    assert stacked == face_gender.predict_batch([pixels, pixels])
 
 
 def test_batch_returns_errors_in_place_or_raises(portrait_path: Path, face_gender: FaceGender) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "CHIP_MARGIN",
     "TRAINING_DETAIL",
     "TRAINING_SHRINK_LIMIT",
+    "WARP_SIDE_LIMIT",
     "along_and_across_the_eyes",
     "chip_detail",
     "chip_shrink",
@@ -38,6 +39,9 @@ TRAINING_DETAIL: Final = 6.5
 soft (many were enlarged from small faces), while a sharp photo shrunk to a chip keeps about three times as
 much fine detail (skin texture, pores): detail the model never saw on its training faces, and which pushed it
 towards "male" (every portrait it got wrong before this was a woman's). Such chips are softened to this."""
+
+WARP_SIDE_LIMIT: Final = 32766
+"""The longest side, in pixels, of an image that cv2's affine warp takes or makes (it asserts under SHRT_MAX)."""
 
 _SOFTEN_SIGMAS: Final = (0.3, 2.0)
 """The range of Gaussian blur (pixels of the chip) searched for the softening."""
@@ -98,10 +102,12 @@ def face_chip(image: RGBImage, detection: Detection, *, size: int, downscale: fl
         angle = math.degrees(math.atan2(y2 - y1, x2 - x1))
         if abs(angle) > 90:  # keypoints 0/1 are ordered left-to-right in the image
             angle -= math.copysign(180.0, angle)
-    matrix = cv2.getRotationMatrix2D((centre_x, centre_y), angle, size / side)
+    matrix = np.asarray(cv2.getRotationMatrix2D((centre_x, centre_y), angle, size / side), dtype=np.float64)
     matrix[0, 2] += size / 2 - centre_x
     matrix[1, 2] += size / 2 - centre_y
     interpolation = cv2.INTER_AREA if side > 2 * size else cv2.INTER_LINEAR
+    if max(image.shape[:2]) > WARP_SIDE_LIMIT:
+        image, matrix = _around(image, matrix, centre=(centre_x, centre_y), reach=side / math.sqrt(2))
     chip: RGBImage = np.asarray(
         cv2.warpAffine(image, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE),
         dtype=np.uint8,
@@ -109,6 +115,21 @@ def face_chip(image: RGBImage, detection: Detection, *, size: int, downscale: fl
     if chip_shrink(detection, size=size, downscale=downscale) > TRAINING_SHRINK_LIMIT:
         chip = _soften(chip)
     return np.ascontiguousarray(chip)
+
+
+def _around(
+    image: RGBImage, matrix: NDArray[np.float64], *, centre: tuple[float, float], reach: float
+) -> tuple[RGBImage, NDArray[np.float64]]:
+    """The part of ``image`` within ``reach`` pixels (and two more, for interpolation) of ``centre``, and
+    ``matrix`` moved to it: the warp then samples the very same pixels from an image short enough for it (a
+    panorama). Where the part stops at the image's edge, the warp's replicated border is the image's own."""
+    height, width = image.shape[:2]
+    centre_x, centre_y = centre
+    left, top = max(0, math.floor(centre_x - reach) - 2), max(0, math.floor(centre_y - reach) - 2)
+    right, bottom = min(width, math.ceil(centre_x + reach) + 3), min(height, math.ceil(centre_y + reach) + 3)
+    moved = matrix.copy()
+    moved[:, 2] += matrix[:, 0] * left + matrix[:, 1] * top
+    return image[top:bottom, left:right], moved
 
 
 def head_turn(detection: Detection) -> float | None:

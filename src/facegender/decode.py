@@ -1,4 +1,5 @@
-"""Turn what a user sends (a path, encoded bytes, a PIL image or an array) into an upright RGB array."""
+"""Turn what a user sends (a path, encoded bytes, a binary file, a PIL image or an array) into an upright RGB
+array."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import IO, Final, TypeAlias
 
 import numpy as np
 import simplejpeg
@@ -63,7 +64,15 @@ class DecodedImage:
 
 
 ImageSource: TypeAlias = (
-    str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | NDArray[np.generic] | DecodedImage
+    str
+    | os.PathLike[str]
+    | bytes
+    | bytearray
+    | memoryview
+    | IO[bytes]
+    | Image.Image
+    | NDArray[np.generic]
+    | DecodedImage
 )
 
 MinScale: TypeAlias = Callable[[int, int], float]
@@ -105,6 +114,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         InvalidImageError: empty, truncated or non-image input.
         UnsupportedFormatError: a recognised but unsupported format (HEIC, SVG, PDF, ...).
         ImageTooLargeError: more than ``max_pixels`` pixels; checked from the header, before decoding.
+        TypeError: ``source`` is none of the kinds that :data:`ImageSource` lists.
     """
     if isinstance(source, DecodedImage):
         if source.pixels.shape[:2] != (source.height, source.width):
@@ -177,10 +187,15 @@ def _full_size(pixels: RGBImage) -> DecodedImage:
     return DecodedImage(pixels=pixels, width=pixels.shape[1], height=pixels.shape[0])
 
 
-def _read_bytes(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> bytes:
+def _read_bytes(source: object) -> bytes:
+    read = getattr(source, "read", None)  # a file opened in binary mode, a BytesIO, an upload's stream
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
-    else:
+    elif callable(read):
+        data = read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"a file object must give bytes (open it in binary mode), not {type(data).__name__}")
+    elif isinstance(source, str | os.PathLike):
         path = Path(source)
         try:
             data = path.read_bytes()
@@ -192,6 +207,11 @@ def _read_bytes(source: str | os.PathLike[str] | bytes | bytearray | memoryview)
             raise InvalidImageError(f"cannot read {path.name}: {exc.strerror}") from None
         except ValueError:  # e.g. an embedded NUL byte in the path
             raise InvalidImageError("the path is not a valid file name") from None
+    else:
+        raise TypeError(
+            "an image is a path, bytes, a binary file object, a PIL image or a numpy array, "
+            f"not {type(source).__name__}"
+        )
     if not data:
         raise InvalidImageError("the image is empty (0 bytes)")
     return data

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facegender._onnx import create_session
-from facegender.align import along_and_across_the_eyes, head_turn
+from facegender.align import WARP_SIDE_LIMIT, along_and_across_the_eyes, head_turn
 from facegender.decode import RGBImage
 from facegender.results import Box, Detection
 
@@ -261,7 +261,10 @@ class BlazeFaceDetector:
         while side * self._findable_fraction > finer and side >= 2 * self.input_size:
             side /= 2
             sides.append(side)
-        return sides
+        # A pass over a panorama more than about 150 times as long as it is high would be too long for cv2's
+        # warp: such passes are left out, and the smaller faces only they would find with them.
+        longest = max(width, height) * self.input_size
+        return [side for side in sides if _in_strides(longest / side) <= WARP_SIDE_LIMIT]
 
     def _whole(self, width: int, height: int) -> _Pass:
         """The whole image with its long side at 128 pixels, in an input as narrow as the image in whole strides
@@ -300,8 +303,9 @@ class BlazeFaceDetector:
 
     def _input(self, pyramid: _Pyramid, view: _Pass) -> FloatArray:
         to_input = np.array([[view.scale, 0, view.shift_x], [0, view.scale, view.shift_y]], dtype=np.float64)
-        source, factor = pyramid.level(shrink=1 / view.scale)
-        to_input[:, :2] *= factor
+        source, factor_x, factor_y = pyramid.level(shrink=1 / view.scale)
+        to_input[:, 0] *= factor_x
+        to_input[:, 1] *= factor_y
         canvas = cv2.warpAffine(
             source, to_input, (view.width, view.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
@@ -383,8 +387,9 @@ class BlazeFaceDetector:
 
 def _in_strides(length: float) -> int:
     """The input side, a whole number of strides, that holds ``length`` pixels: a rounding error of a millionth
-    of a pixel over a stride (208.00000000000003) does not add another stride."""
-    return math.ceil(length / _STRIDE - 1e-6) * _STRIDE
+    of a pixel over a stride (208.00000000000003) does not add another stride, nor take the one stride that
+    even a sliver of a pixel needs (a 1 x 39,000,000 image's height at 128 / 39,000,000)."""
+    return max(1, math.ceil(length / _STRIDE - 1e-6)) * _STRIDE
 
 
 def _score(found: Detection | None) -> float:
@@ -418,17 +423,36 @@ class _Pyramid:
 
     def __init__(self, image: RGBImage) -> None:
         self._levels = [image]
+        self._factors = [(1, 1)]
 
-    def level(self, *, shrink: float) -> tuple[RGBImage, int]:
-        """The level for a pass that shrinks the image ``shrink`` times, and that level's factor."""
+    def level(self, *, shrink: float) -> tuple[RGBImage, int, int]:
+        """The level for a pass that shrinks the image ``shrink`` times, and that level's factors: image pixels
+        per level pixel across and down.
+
+        A sliver of a photo (3 x 3,000 pixels) runs out of rows first: its last row stays while its columns
+        go on halving, so the level is sampled with more shrink down than 4, aliasing a picture too thin to
+        hold a face. A level with a side too long for cv2's warp (a panorama) gives way to the next one.
+        """
         depth = math.floor(math.log2(shrink / 2)) if shrink >= 4 else 0
-        while len(self._levels) <= depth:
-            top = self._levels[-1]
-            height, width = top.shape[0] // 2, top.shape[1] // 2
-            # An even crop first, so that the level is exactly half (at most one edge row or column lost).
-            even = top[: 2 * height, : 2 * width]
-            self._levels.append(np.asarray(cv2.resize(even, (width, height), interpolation=cv2.INTER_LINEAR)))
-        return self._levels[depth], 2**depth
+        while True:
+            while len(self._levels) <= depth:
+                self._halve()
+            level = self._levels[depth]
+            if max(level.shape[:2]) <= WARP_SIDE_LIMIT:
+                factor_x, factor_y = self._factors[depth]
+                return level, factor_x, factor_y
+            depth += 1
+
+    def _halve(self) -> None:
+        top = self._levels[-1]
+        factor_x, factor_y = self._factors[-1]
+        height, width = top.shape[:2]
+        step_down, step_across = (2 if height > 1 else 1), (2 if width > 1 else 1)
+        height, width = height // step_down, width // step_across
+        # An even crop first, so that the level is exactly half (at most one edge row or column lost).
+        even = top[: height * step_down, : width * step_across]
+        self._levels.append(np.asarray(cv2.resize(even, (width, height), interpolation=cv2.INTER_LINEAR)))
+        self._factors.append((factor_x * step_across, factor_y * step_down))
 
 
 def _drop_contained(merged: list[tuple[float, FloatArray]], containment: float) -> list[tuple[float, FloatArray]]:

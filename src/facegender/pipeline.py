@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from facegender.align import chip_shrink, face_chip, head_turn, whole_image_chip
 from facegender.classify import GenderClassifier
@@ -84,6 +86,7 @@ class FaceGender:
 
         Raises:
             InvalidImageError, UnsupportedFormatError, ImageTooLargeError: the image cannot be used.
+            TypeError: ``image`` is none of the kinds that :data:`ImageSource` lists.
         """
         return self.predict_batch([image], detect=detect)[0]
 
@@ -105,7 +108,15 @@ class FaceGender:
         With ``return_exceptions=True`` an image that cannot be used yields its error in its place
         instead of failing the whole batch; if the batch fails in an unexpected way, each image is run
         again alone, and one that still fails yields :class:`InferenceFailedError`.
+
+        Raises:
+            TypeError: ``images`` is one image (a path, bytes, a PIL image or one image's array), which
+                would otherwise be taken apart into characters, bytes or rows.
         """
+        if isinstance(images, str | bytes | bytearray | memoryview | os.PathLike | Image.Image | DecodedImage) or (
+            isinstance(images, np.ndarray) and images.ndim < 4
+        ):
+            raise TypeError(f"predict_batch takes a sequence of images, not one {type(images).__name__}: use predict")
         try:
             return self._predict_batch(images, detect=detect, return_exceptions=return_exceptions)
         except FaceGenderError:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from http_helpers import assert_error, post
+from http_helpers import assert_error, grey_png, post
 
 PATH = "/api/gender"
 BOUNDARY = "facegender-test-boundary"
@@ -94,6 +94,12 @@ def test_a_file_that_is_not_an_image(client: httpx.Client) -> None:
     html = b"<!DOCTYPE html><html><script>alert(1)</script></html>"
     _assert_refused(post(client, html, filename="page.html"), 400, "bad_image")
     _assert_refused(post(client, b"", filename="empty.jpg"), 400, "bad_image")
+
+
+@pytest.mark.slow
+def test_a_sliver_of_an_image_has_no_face(client: httpx.Client) -> None:
+    for size in ((3000, 3), (1, 500)):
+        _assert_refused(post(client, grey_png(size)), 422, "no_face")
 
 
 @pytest.mark.slow
