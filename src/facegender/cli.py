@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     predict = commands.add_parser("predict", help="classify the faces in photos")
-    predict.add_argument("photos", nargs="+", type=Path)
+    predict.add_argument("photos", nargs="+", type=Path, help="image files: JPEG, PNG, WebP, BMP, GIF or TIFF")
     predict.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     predict.add_argument("--no-detect", action="store_true", help="treat each photo as one cropped face")
 
@@ -78,15 +78,35 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the gender model and export it to ONNX")
     train.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
     train.add_argument("--out", type=Path, required=True, help="folder for gender.onnx and training.json")
-    train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    train.add_argument("--image-size", type=int, default=TrainConfig.image_size, help="chip side in pixels")
-    train.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    train.add_argument(
+        "--epochs", type=int, default=TrainConfig.epochs, help="passes over the train split (default %(default)s)"
+    )
+    train.add_argument(
+        "--batch-size", type=int, default=TrainConfig.batch_size, help="chips per step (default %(default)s)"
+    )
+    train.add_argument(
+        "--image-size", type=int, default=TrainConfig.image_size, help="chip side in pixels (default %(default)s)"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=TrainConfig.learning_rate,
+        help="peak of the one-cycle schedule (default %(default)s)",
+    )
     train.add_argument("--limit", type=int, help="use only this many images (smoke tests)")
-    train.add_argument("--seed", type=int, default=TrainConfig.seed)
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=TrainConfig.seed,
+        help="for weights, augmentation and order, not the split (default %(default)s)",
+    )
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
     train.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
-    train.add_argument("--model-version", default=TrainConfig.model_version)
+    train.add_argument(
+        "--model-version",
+        default=TrainConfig.model_version,
+        help="version written into the model (default %(default)s)",
+    )
     train.add_argument(
         "--teacher", type=Path, help="soft targets for distillation (.npz from tools/teacher_probabilities.py)"
     )
@@ -97,13 +117,13 @@ def _parser() -> argparse.ArgumentParser:
         "--frozen-layers",
         type=int,
         default=TrainConfig.frozen_layers,
-        help="leading backbone blocks kept at their ImageNet weights",
+        help="leading backbone blocks kept at their ImageNet weights (default %(default)s)",
     )
     train.add_argument(
         "--precision",
         choices=get_args(Precision),
         default=TrainConfig.precision,
-        help="bfloat16: mixed-precision steps, faster on CPUs with AVX-512 BF16 or AMX",
+        help="bfloat16: mixed-precision steps, faster on CPUs with AVX-512 BF16 or AMX (default %(default)s)",
     )
     for field, help_text in (
         ("age_weight", "weight of age as a second training task, where the data gives ages (default 0: none)"),
@@ -119,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="write metrics.json and a Markdown report for a model")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder or labels CSV")
     evaluate.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
-    evaluate.add_argument("--out", type=Path, required=True)
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and the PNGs")
     evaluate.add_argument("--portraits", type=Path, help="labelled uncropped photos for the end-to-end check")
     evaluate.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     evaluate.add_argument(
@@ -151,10 +171,15 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", type=Path, required=True, help=".npz file to write")
     tune.add_argument("--network", type=Path, help="network to start from (default: dlib's own)")
     tune.add_argument("--chip-size", type=int, default=TrainConfig.image_size, help="the gender model's chip side")
-    tune.add_argument("--epochs", type=int, default=TUNING_EPOCHS)
-    tune.add_argument("--learning-rate", type=float, default=TUNING_LEARNING_RATE, help="the network's (head: 10x)")
-    tune.add_argument("--batch-size", type=int, default=TUNING_BATCH_SIZE)
-    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--epochs", type=int, default=TUNING_EPOCHS, help="(default %(default)s)")
+    tune.add_argument(
+        "--learning-rate",
+        type=float,
+        default=TUNING_LEARNING_RATE,
+        help="the network's (head: 10x; default %(default)s)",
+    )
+    tune.add_argument("--batch-size", type=int, default=TUNING_BATCH_SIZE, help="(default %(default)s)")
+    tune.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     tune.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
 
     quantize = commands.add_parser("quantize", help="write an int8 copy of a gender model, checked on validation")
@@ -162,8 +187,12 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--data", type=Path, required=True, help="dataset: train chips calibrate, val checks")
     quantize.add_argument("--out", type=Path, required=True, help="int8 ONNX file to write")
     quantize.add_argument("--report", type=Path, help="JSON comparison on the validation split (default OUT.json)")
-    quantize.add_argument("--calibration-images", type=int, default=512)
-    quantize.add_argument("--refine-margin", type=float, default=0.15, help="float model redoes chips below 0.5+this")
+    quantize.add_argument(
+        "--calibration-images", type=int, default=512, help="train chips that set the int8 ranges (default %(default)s)"
+    )
+    quantize.add_argument(
+        "--refine-margin", type=float, default=0.15, help="refine chips below 0.5+this (default %(default)s)"
+    )
     quantize.add_argument(
         "--refine-with", type=Path, help="model that redoes those chips (default: --model), e.g. a second-opinion one"
     )
