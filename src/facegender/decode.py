@@ -26,6 +26,7 @@ __all__ = [
     "MinScale",
     "RGBImage",
     "decode_image",
+    "is_one_image",
     "load_image",
 ]
 
@@ -121,6 +122,15 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             raise ValueError("this image was decoded at a reduced scale; decode it again for full size")
         return source.pixels
     return decode_image(source, max_pixels=max_pixels).pixels
+
+
+def is_one_image(value: object) -> bool:
+    """Whether ``value`` is a single image of a kind that is also a sequence (a path, bytes, one image's array)
+    or a PIL image: a batch of images must not be taken apart into its characters, bytes or rows. A 4-d array
+    is a batch."""
+    if isinstance(value, np.ndarray):
+        return value.ndim < 4
+    return isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | Image.Image | DecodedImage)
 
 
 def decode_image(

@@ -434,14 +434,15 @@ class _Pyramid:
         hold a face. A level with a side too long for cv2's warp (a panorama) gives way to the next one.
         """
         depth = math.floor(math.log2(shrink / 2)) if shrink >= 4 else 0
-        while True:
-            while len(self._levels) <= depth:
-                self._halve()
-            level = self._levels[depth]
-            if max(level.shape[:2]) <= WARP_SIDE_LIMIT:
-                factor_x, factor_y = self._factors[depth]
-                return level, factor_x, factor_y
+        while max(self._at(depth).shape[:2]) > WARP_SIDE_LIMIT:
             depth += 1
+        factor_x, factor_y = self._factors[depth]
+        return self._levels[depth], factor_x, factor_y
+
+    def _at(self, depth: int) -> RGBImage:
+        while len(self._levels) <= depth:
+            self._halve()
+        return self._levels[depth]
 
     def _halve(self) -> None:
         top = self._levels[-1]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from facegender.align import chip_shrink, face_chip, head_turn, whole_image_chip
 from facegender.classify import GenderClassifier
-from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image
+from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image, is_one_image
 from facegender.detect import BlazeFaceDetector
 from facegender.errors import FaceGenderError, InferenceFailedError
 from facegender.results import LABELS, Box, Detection, Face
@@ -113,9 +111,7 @@ class FaceGender:
             TypeError: ``images`` is one image (a path, bytes, a PIL image or one image's array), which
                 would otherwise be taken apart into characters, bytes or rows.
         """
-        if isinstance(images, str | bytes | bytearray | memoryview | os.PathLike | Image.Image | DecodedImage) or (
-            isinstance(images, np.ndarray) and images.ndim < 4
-        ):
+        if is_one_image(images):
             raise TypeError(f"predict_batch takes a sequence of images, not one {type(images).__name__}: use predict")
         try:
             return self._predict_batch(images, detect=detect, return_exceptions=return_exceptions)
