@@ -56,9 +56,12 @@ def test_faces_classified_at_the_detector_s_first_look_get_the_same_answer(share
 
 def test_a_batch_of_one_image_must_be_a_sequence(portrait_path: Path, face_gender: FaceGender) -> None:
     pixels = load_image(portrait_path)
-    for one in (portrait_path, str(portrait_path), portrait_path.read_bytes(), pixels, Image.fromarray(pixels)):
+    encoded = portrait_path.read_bytes()
+    for one in (portrait_path, str(portrait_path), encoded, pixels, Image.fromarray(pixels), io.BytesIO(encoded)):
         with pytest.raises(TypeError, match="use predict"):
             face_gender.predict_batch(one)  # type: ignore[arg-type]
+    with portrait_path.open("rb") as file, pytest.raises(TypeError, match="use predict"):
+        face_gender.predict_batch(file)  # type: ignore[arg-type]  # an open file is one image, not lines
     stacked = face_gender.predict_batch(np.stack([pixels, pixels]))  # a 4-d array is a batch of images
     assert stacked == face_gender.predict_batch([pixels, pixels])
 

@@ -125,11 +125,13 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 
 
 def is_one_image(value: object) -> bool:
-    """Whether ``value`` is a single image of a kind that is also a sequence (a path, bytes, one image's array)
-    or a PIL image: a batch of images must not be taken apart into its characters, bytes or rows. A 4-d array
-    is a batch."""
+    """Whether ``value`` is a single image of a kind that is also a sequence (a path, bytes, one image's array,
+    a file object), or a PIL image: a batch of images must not be taken apart into its characters, bytes, rows or
+    lines. A 4-d array is a batch."""
     if isinstance(value, np.ndarray):
         return value.ndim < 4
+    if callable(getattr(value, "read", None)):  # what _read_bytes reads as one file
+        return True
     return isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | Image.Image | DecodedImage)
 
 

@@ -108,8 +108,8 @@ class FaceGender:
         again alone, and one that still fails yields :class:`InferenceFailedError`.
 
         Raises:
-            TypeError: ``images`` is one image (a path, bytes, a PIL image or one image's array), which
-                would otherwise be taken apart into characters, bytes or rows.
+            TypeError: ``images`` is one image (a path, bytes, a file object, a PIL image or one image's
+                array), which would otherwise be taken apart into characters, bytes, lines or rows.
         """
         if is_one_image(images):
             raise TypeError(f"predict_batch takes a sequence of images, not one {type(images).__name__}: use predict")
