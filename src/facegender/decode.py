@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, TypeAlias
+from typing import IO, Final, TypeAlias, TypeGuard
 
 import numpy as np
 import simplejpeg
@@ -130,7 +130,7 @@ def is_one_image(value: object) -> bool:
     lines. A 4-d array is a batch."""
     if isinstance(value, np.ndarray):
         return value.ndim < 4
-    if callable(getattr(value, "read", None)):  # what _read_bytes reads as one file
+    if _is_file(value):
         return True
     return isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | Image.Image | DecodedImage)
 
@@ -199,12 +199,16 @@ def _full_size(pixels: RGBImage) -> DecodedImage:
     return DecodedImage(pixels=pixels, width=pixels.shape[1], height=pixels.shape[0])
 
 
+def _is_file(value: object) -> TypeGuard[IO[bytes]]:
+    """Whether ``value`` reads as one file: a file opened in binary mode, a BytesIO, an upload's stream."""
+    return callable(getattr(value, "read", None))
+
+
 def _read_bytes(source: object) -> bytes:
-    read = getattr(source, "read", None)  # a file opened in binary mode, a BytesIO, an upload's stream
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
-    elif callable(read):
-        data = read()
+    elif _is_file(source):
+        data = source.read()
         if not isinstance(data, bytes):
             raise TypeError(f"a file object must give bytes (open it in binary mode), not {type(data).__name__}")
     elif isinstance(source, str | os.PathLike):
