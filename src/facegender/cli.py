@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         help="for weights, augmentation and order, not the split (default %(default)s)",
     )
     train.add_argument("--no-pretrained", action="store_true", help="start from random weights, not ImageNet")
+    train.add_argument(
+        "--initial-weights",
+        type=Path,
+        help="gender.pt of an earlier run to start from instead of ImageNet (to fine-tune)",
+    )
     train.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     train.add_argument(
         "--model-version",
@@ -129,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
         ("age_weight", "weight of age as a second training task, where the data gives ages (default 0: none)"),
         ("noise_share", "share of training chips given Gaussian pixel noise (default 0: none)"),
         ("noise_sigma", "the strongest of that noise, in grey levels of 255 (each chip: an eighth of it to it)"),
+        (
+            "turned_share",
+            "share of training chips turned by quarter turns, as in photos that lost their orientation"
+            " (default 0: none)",
+        ),
         ("teacher_weight", "share of the loss on the --teacher probabilities, for distillation (default 0: none)"),
         ("self_distillation", "share of each target from the model's last answer, by the last epoch (default 0: none)"),
         ("descriptor_weight", "weight of the --descriptors regression as a second task (default 0: none)"),

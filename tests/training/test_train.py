@@ -21,7 +21,7 @@ import torch
 from facegender.classify import CLASSIFIER_OUTPUT_NAME, GenderClassifier
 from facegender.cli import _parser
 from facegender.data import LabeledImage, load_dataset
-from facegender.errors import DatasetError
+from facegender.errors import DatasetError, ModelError
 from facegender.training.network import GenderNet
 from facegender.training.train import (
     Precision,
@@ -31,6 +31,7 @@ from facegender.training.train import (
     _noise_some,
     _select,
     _soft_cross_entropy,
+    _turn_some,
     fit_temperature,
     train,
 )
@@ -288,3 +289,69 @@ def test_a_weight_needs_its_file_to_cover_every_training_image(
     short = write(config, tmp_path / "short.npz", drop=3)
     with pytest.raises(DatasetError, match="lacks 3 training images"):
         train(replace(config, **{source: short}))
+
+
+def test_turns_give_each_chosen_chip_a_quarter_half_or_three_quarter_turn_and_none_draws_nothing() -> None:
+    generator = torch.Generator().manual_seed(3)
+    batch = torch.rand(300, 3, 8, 8, generator=generator)
+    turned = _turn_some(batch, generator, share=0.3)
+    turns = []
+    for chip, original in zip(turned, batch, strict=True):
+        matches = [k for k in range(4) if torch.equal(chip, torch.rot90(original, k, dims=(1, 2)))]
+        assert len(matches) == 1
+        turns.append(matches[0])
+    assert 60 <= sum(k > 0 for k in turns) <= 120
+    assert {1, 2, 3} <= set(turns)
+    state = generator.get_state()
+    assert _turn_some(batch, generator, share=0.0) is batch
+    assert torch.equal(generator.get_state(), state)
+
+
+def test_trained_weights_load_with_their_head_and_second_task_heads_start_afresh(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    earlier = GenderNet(age_head=True)
+    torch.save(earlier.state_dict(), tmp_path / "gender.pt")
+    later = GenderNet(descriptor_size=16)
+    fresh_descriptor = later.state_dict()["descriptor.weight"].clone()
+    later.load_trained(tmp_path / "gender.pt")
+    loaded = later.state_dict()
+    for key, value in earlier.state_dict().items():
+        if not key.startswith("age."):  # the earlier run's age head has no place here
+            assert torch.equal(loaded[key], value), key
+    assert torch.equal(loaded["descriptor.weight"], fresh_descriptor)
+
+    torch.save(
+        {k: v for k, v in earlier.state_dict().items() if not k.startswith("classifier.")}, tmp_path / "no-head.pt"
+    )
+    with pytest.raises(ValueError, match="do not fit"):
+        GenderNet().load_trained(tmp_path / "no-head.pt")
+
+
+def test_initial_weights_that_cannot_be_read_raise_a_model_error(shared_data: Path, tmp_path: Path) -> None:
+    config = _one_epoch_on_64_images(shared_data, tmp_path)
+    (tmp_path / "not-weights.pt").write_text("not a checkpoint")
+    for path in (tmp_path / "missing.pt", tmp_path / "not-weights.pt"):
+        with pytest.raises(ModelError, match="cannot start from"):
+            train(replace(config, initial_weights=path))
+
+
+@pytest.mark.slow
+def test_a_run_from_initial_weights_starts_where_they_are_and_keeps_their_statistics(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    first = replace(_one_epoch_on_64_images(shared_data, tmp_path), turned_share=0.5)
+    train(first)
+    started = torch.load(first.out / "gender.pt", weights_only=True)
+    # No step taken, and the batch normalisations keep their statistics: the run ends where it started.
+    second = replace(first, out=tmp_path / "again", initial_weights=first.out / "gender.pt", learning_rate=0.0)
+    train(second)
+    again = torch.load(second.out / "gender.pt", weights_only=True)
+    assert json.loads((second.out / "training.json").read_text())["pretrained_weights"] == str(first.out / "gender.pt")
+    assert started.keys() == again.keys()
+    for key, value in started.items():
+        assert torch.equal(again[key], value), key
+    # Without them, the same run moves the statistics.
+    third = replace(first, out=tmp_path / "third", learning_rate=0.0)
+    train(third)
+    moved = torch.load(third.out / "gender.pt", weights_only=True)
+    assert not torch.equal(moved["features.5.conv.1.1.running_mean"], started["features.5.conv.1.1.running_mean"])

@@ -98,7 +98,7 @@ class ModelInfo(BaseModel):
     """The gender model in use."""
 
     name: str = Field(examples=["facegender-mobilenetv2"])
-    version: str = Field(examples=["1.4.0+int8"])
+    version: str = Field(examples=["1.5.0+int8"])
 
 
 class GenderResult(BaseModel):

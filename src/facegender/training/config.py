@@ -37,6 +37,10 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None
     pretrained: bool = True
+    initial_weights: Path | None = None
+    """A ``gender.pt`` that an earlier run wrote, to start from instead of ImageNet's weights: to fine-tune a
+    trained model. Its backbone and gender head must fit; heads for second tasks start afresh where it lacks them.
+    Its batch normalisations keep their statistics throughout (their scale and shift still learn)."""
     cache_dir: Path | None = None
     model_version: str = "1.2.0"
     frozen_layers: int = FROZEN_LAYERS
@@ -48,6 +52,10 @@ class TrainConfig:
     """The share of training chips given Gaussian pixel noise (sensor noise of dim or small photos; 0: none)."""
     noise_sigma: float = 16.0
     """The strongest of that noise, in grey levels of 255: each chip's sigma is drawn from an eighth of it to it."""
+    turned_share: float = 0.0
+    """The share of training chips turned by a quarter, a half or three quarters of a turn (0: none). A photo that
+    lost its orientation brings its faces to the classifier on their side or upside down: the detector finds them,
+    but the chip is turned only to level the eyes, by at most a quarter turn (``facegender.align``)."""
     teacher: Path | None = None
     """Soft targets for distillation (``tools/teacher_probabilities.py`` writes them): an ``.npz`` with ``names``
     (file names) and ``male`` (the probability that teacher models give each training chip)."""

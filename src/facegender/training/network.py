@@ -80,11 +80,20 @@ class GenderNet(nn.Module):
 
     def load_imagenet_backbone(self, path: Path) -> None:
         """Start from ImageNet features; the classification head stays freshly initialised."""
+        self._load_parts(path, ("features.",), source="ImageNet weights")
+
+    def load_trained(self, path: Path) -> None:
+        """Start from a ``gender.pt`` of an earlier run: its backbone and gender head. The heads of second tasks
+        start afresh where it lacks them, and are left out where it has them and this network does not."""
+        self._load_parts(path, ("features.", "classifier."), source=f"the weights in {path}")
+
+    def _load_parts(self, path: Path, prefixes: tuple[str, ...], *, source: str) -> None:
+        """Load the parameters under ``prefixes`` from ``path``; every one of them must fit."""
         state = torch.load(path, map_location="cpu", weights_only=True)
-        backbone = {key: value for key, value in state.items() if key.startswith("features.")}
-        missing, unexpected = self.load_state_dict(backbone, strict=False)
-        if unexpected or any(key.startswith("features.") for key in missing):
-            raise ValueError(f"ImageNet weights do not fit: missing={missing} unexpected={unexpected}")
+        parts = {key: value for key, value in state.items() if key.startswith(prefixes)}
+        missing, unexpected = self.load_state_dict(parts, strict=False)
+        if unexpected or any(key.startswith(prefixes) for key in missing):
+            raise ValueError(f"{source} do not fit: missing={missing} unexpected={unexpected}")
 
 
 def imagenet_weights_path() -> Path | None:

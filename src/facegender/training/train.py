@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from facegender.chips import make_chips
 from facegender.classify import CLASSIFIER_INPUT_NAME, CLASSIFIER_OUTPUT_NAME
 from facegender.data import LabeledImage, load_dataset
-from facegender.errors import DatasetError
+from facegender.errors import DatasetError, ModelError
 from facegender.results import LABELS
 from facegender.training.config import Precision, TrainConfig
 from facegender.training.float16 import store_weights_as_float16
@@ -95,10 +96,16 @@ def unit_chips(chips: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def augment_chips(
-    batch: torch.Tensor, generator: torch.Generator, *, noise_share: float, noise_sigma: float
+    batch: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    noise_share: float,
+    noise_sigma: float,
+    turned_share: float = 0.0,
 ) -> torch.Tensor:
     """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale, blur, pixel noise on
-    ``noise_share`` of the chips (see :func:`_noise_some`) and an erased patch (NCHW, [0,1])."""
+    ``noise_share`` of the chips (see :func:`_noise_some`), quarter turns of ``turned_share`` of them (see
+    :func:`_turn_some`) and an erased patch (NCHW, [0,1])."""
     n = batch.shape[0]
     uniform = partial(_uniform, generator)
 
@@ -125,6 +132,7 @@ def augment_chips(
     out = torch.where(to_grey, out.mean(dim=1, keepdim=True).expand_as(out), out)
     out = _blur_some(out, generator, share=1 / 3)
     out = _noise_some(out, generator, share=noise_share, sigma=noise_sigma)
+    out = _turn_some(out, generator, share=turned_share)
     return _erase_some(out, generator, share=1 / 4).clamp(0, 1)
 
 
@@ -160,6 +168,19 @@ def _noise_some(batch: torch.Tensor, generator: torch.Generator, *, share: float
     noise = torch.randn(len(chosen), *batch.shape[1:], generator=generator) * sigmas
     out = batch.clone()
     out[chosen.to(batch.device)] += noise.to(batch.device)
+    return out
+
+
+def _turn_some(batch: torch.Tensor, generator: torch.Generator, *, share: float) -> torch.Tensor:
+    """About ``share`` of the (square) chips turned by one, two or three quarter turns, each as likely: faces of
+    photos that lost their orientation reach the classifier so (``TrainConfig.turned_share``)."""
+    if share <= 0:  # draws nothing, so a run without turns repeats the runs from before it
+        return batch
+    chosen = torch.nonzero(torch.rand(batch.shape[0], generator=generator) < share).flatten()
+    quarters = torch.randint(1, 4, (len(chosen),), generator=generator)
+    out = batch.clone()
+    for index, turns in zip(chosen.tolist(), quarters.tolist(), strict=True):
+        out[index] = torch.rot90(batch[index], turns, dims=(1, 2))
     return out
 
 
@@ -252,6 +273,13 @@ def _predict_logits(net: GenderNet, chips: torch.Tensor, device: torch.device, b
     return torch.cat(outputs) if outputs else torch.zeros((0, 2))
 
 
+def _load_trained(net: GenderNet, path: Path) -> None:
+    try:
+        net.load_trained(path)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"cannot start from {path}: {exc}") from None
+
+
 def _select(items: list[LabeledImage], limit: int | None) -> list[LabeledImage]:
     if limit is None:
         return items
@@ -288,9 +316,13 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     net = GenderNet(
         age_head=config.age_weight > 0, descriptor_size=0 if descriptors is None else descriptors.shape[1]
     ).to(device)
-    weights = imagenet_weights_path() if config.pretrained else None
-    if weights is not None:
-        net.load_imagenet_backbone(weights)
+    if config.initial_weights is not None:
+        weights: Path | None = config.initial_weights
+        _load_trained(net, config.initial_weights)
+    else:
+        weights = imagenet_weights_path() if config.pretrained else None
+        if weights is not None:
+            net.load_imagenet_backbone(weights)
     mixed = config.precision == "bfloat16"
     layout = torch.channels_last if mixed else torch.contiguous_format
     net = net.to(memory_format=layout)  # type: ignore[call-overload]  # (the stubs lack this keyword)
@@ -312,6 +344,12 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         started = time.perf_counter()
         net.train()
         frozen.eval()  # frozen layers keep their ImageNet batch-norm statistics
+        if config.initial_weights is not None:
+            # A fine-tune keeps the statistics its weights were trained with, which a few epochs of batch statistics
+            # would move; and a network rebuilt from its exported graph has none of its own (checkpoint_from_onnx).
+            for norm in net.modules():
+                if isinstance(norm, nn.BatchNorm2d):
+                    norm.eval()
         order = train_index[torch.randperm(len(train_index), generator=generator)]
         own_share = config.self_distillation * (epoch - 1) / max(1, config.epochs - 1)
         seen, loss_sum, correct = 0, 0.0, 0
@@ -324,6 +362,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
                     generator,
                     noise_share=config.noise_share,
                     noise_sigma=config.noise_sigma,
+                    turned_share=config.turned_share,
                 )
                 x = _normalise((x * 255).permute(0, 2, 3, 1)).contiguous(memory_format=layout)
                 y = targets[index].to(device)
