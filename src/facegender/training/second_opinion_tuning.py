@@ -216,7 +216,9 @@ def tune_dlib_network(
         seen, loss_sum, correct = 0, 0.0, 0
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            x = augment_chips(unit_chips(images[index], device), generator, noise_share=0.0, noise_sigma=0.0)
+            x = augment_chips(
+                unit_chips(images[index], device), generator, noise_share=0.0, noise_sigma=0.0, turned_share=0.0
+            )
             y = labels[index].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                 log_odds = model(x)

@@ -101,7 +101,7 @@ def augment_chips(
     *,
     noise_share: float,
     noise_sigma: float,
-    turned_share: float = 0.0,
+    turned_share: float,
 ) -> torch.Tensor:
     """Random mirror, small rotation/scale/shift, colour and lighting jitter, greyscale, blur, pixel noise on
     ``noise_share`` of the chips (see :func:`_noise_some`), quarter turns of ``turned_share`` of them (see
