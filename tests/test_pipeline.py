@@ -202,4 +202,5 @@ def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(
             assert [f.box for f in turned_back] == [f.box for f in as_is]  # boxes stay in the photo's pixels
             read_right["plain"] += bool(as_is) and as_is[0].label == item.label
             read_right["turning"] += bool(turned_back) and turned_back[0].label == item.label
-    assert read_right["turning"] >= 0.95 * 3 * len(portraits) > read_right["plain"]
+    assert read_right["turning"] >= 0.95 * 3 * len(portraits)
+    assert read_right["turning"] > read_right["plain"]  # turning adds what the classifier cannot do alone
