@@ -42,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     graph = onnx.load(str(args.model))
     temperature = float({p.key: p.value for p in graph.metadata_props}["temperature"])
-    size = GenderClassifier(model_path=args.model, refine=False).input_size
+    exported = GenderClassifier(model_path=args.model, refine=False)
     paths = [item.path for item in load_dataset(args.data) if item.split == "train"][:_CHIPS]
-    chip_set = make_chips(paths, size=size, cache_dir=args.cache_dir)
+    chip_set = make_chips(paths, size=exported.input_size, cache_dir=args.cache_dir)
     chips = torch.from_numpy(chip_set.chips[chip_set.found])
 
     net = GenderNet().eval()
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with torch.no_grad():
         ours = _Exportable(net, temperature).eval()(chips).numpy()
-    theirs = GenderClassifier(model_path=args.model, refine=False).predict(chips.numpy())
+    theirs = exported.predict(chips.numpy())
     print(f"wrote {args.out}: largest probability difference {np.abs(ours - theirs).max():.2e} on {len(chips)} chips")
 
 

@@ -329,6 +329,14 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     frozen = net.features[: config.frozen_layers]
     for parameter in frozen.parameters():
         parameter.requires_grad = False
+    # Kept in eval mode while training, so their batch normalisations keep their statistics: the frozen layers keep
+    # ImageNet's; a fine-tune keeps all that its weights were trained with, which a few epochs of batch statistics
+    # would move, and a network rebuilt from its exported graph has none of its own (checkpoint_from_onnx).
+    kept_statistics: list[nn.Module] = (
+        [module for module in net.modules() if isinstance(module, nn.BatchNorm2d)]
+        if config.initial_weights is not None
+        else [frozen]
+    )
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps = config.epochs * math.ceil(len(train_index) / config.batch_size)
@@ -343,13 +351,8 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         net.train()
-        frozen.eval()  # frozen layers keep their ImageNet batch-norm statistics
-        if config.initial_weights is not None:
-            # A fine-tune keeps the statistics its weights were trained with, which a few epochs of batch statistics
-            # would move; and a network rebuilt from its exported graph has none of its own (checkpoint_from_onnx).
-            for norm in net.modules():
-                if isinstance(norm, nn.BatchNorm2d):
-                    norm.eval()
+        for module in kept_statistics:
+            module.eval()
         order = train_index[torch.randperm(len(train_index), generator=generator)]
         own_share = config.self_distillation * (epoch - 1) / max(1, config.epochs - 1)
         seen, loss_sum, correct = 0, 0.0, 0
