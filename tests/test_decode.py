@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -527,16 +526,13 @@ def test_decompression_bombs_are_refused_from_the_header(
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy_load)
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(ImageTooLargeError) as caught:
             load_image(data)
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert caught.value.code == "image_too_large"
-    assert elapsed < 0.25, f"took {elapsed:.3f}s"
     assert decoded == [], "pixels were decoded before the size was checked"
     assert peak < 8 * len(data) + 1_000_000, f"peak Python allocation {peak:,} bytes"
 
