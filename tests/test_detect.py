@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ from PIL import Image
 from facegender.align import face_chip, whole_image_chip
 from facegender.data import load_dataset
 from facegender.decode import load_image
-from facegender.detect import BlazeFaceDetector, _Pyramid, upright_turns
+from facegender.detect import SURE_UPRIGHT_SCORE, BlazeFaceDetector, _Pyramid, upright_turns
 from facegender.evaluate import portrait_collages
 from facegender.results import Box, Detection
 
@@ -271,6 +272,25 @@ def test_a_face_turned_a_quarter_or_upside_down_is_turned_back(shared_data: Path
             assert 0 <= (left + right) / 2 <= width and 0 <= (top + bottom) / 2 <= height
             turned_back += 1
     assert turned_back >= 0.8 * len(chips)  # (an upside-down chip is not always found: 82% of them)
+
+
+def test_a_face_found_surely_as_it_is_is_not_looked_at_again(
+    shared_data: Path, detector: BlazeFaceDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = load_image(load_dataset(shared_data / "portraits")[0].path)
+    face = detector.detect(photo)[0]
+    looked_at: list[float] = []
+    four_looks = detector._four_looks
+
+    def counted_looks(image: np.ndarray, found: Detection) -> object:
+        looked_at.append(found.score)
+        return four_looks(image, found)
+
+    monkeypatch.setattr(detector, "_four_looks", counted_looks)
+    sure, unsure = (dataclasses.replace(face, score=score) for score in (SURE_UPRIGHT_SCORE, SURE_UPRIGHT_SCORE - 0.01))
+    assert detector.turned_upright(photo, sure) is None
+    assert detector.turned_upright(photo, unsure) is None  # upright all the same, but only known by looking
+    assert looked_at == [unsure.score]
 
 
 def test_a_quarter_turn_must_make_the_face_surer_by_more_than_the_margin() -> None:

@@ -1,4 +1,4 @@
-"""How FACEGENDER_TURN_FACES_UPRIGHT's margin decides, on UTKFace train chips turned each of the four ways.
+"""How FACEGENDER_TURN_FACES_UPRIGHT's margin and sure score decide, on UTKFace train chips turned four ways.
 
     python tools/upright_margin.py --data ../shared/data/utkface              # every 12th train chip
     python tools/upright_margin.py --data ../shared/data/utkface --every 4
@@ -6,7 +6,9 @@
 Each chip is turned by 0, 90, 180 and 270 degrees; the detector finds its face and scores it after each quarter
 turn (``BlazeFaceDetector.quarter_turn_scores``). For each margin, prints the share of the faces found that
 ``upright_turns`` turns back upright (for the chips not turned: leaves as they are), and how many faces were
-found. The validation and test splits and the portraits play no part.
+found. Then, at the shipped margin, the same for each score at which a face found as it is counts as upright
+without looking again (``SURE_UPRIGHT_SCORE``), with the share of the faces still looked at. The validation
+and test splits and the portraits play no part.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 
 from facegender.data import load_dataset
 from facegender.decode import load_image
-from facegender.detect import UPRIGHT_MARGIN, BlazeFaceDetector, upright_turns
+from facegender.detect import SURE_UPRIGHT_SCORE, UPRIGHT_MARGIN, BlazeFaceDetector, upright_turns
 
 MARGINS = (0.0, 0.05, UPRIGHT_MARGIN, 0.15, 0.2, 0.3)
+SURE_SCORES = (0.8, 0.84, 0.85, SURE_UPRIGHT_SCORE, 0.88, 0.9)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -33,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     detector = BlazeFaceDetector(threads=1)
     items = [item for item in load_dataset(args.data) if item.split == "train"][:: args.every]
     scores: dict[int, list[list[float]]] = {turned: [] for turned in range(4)}
+    found_scores: dict[int, list[float]] = {turned: [] for turned in range(4)}
     for item in items:
         chip = load_image(item.path)
         for turned in range(4):
@@ -40,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             faces = detector.detect(image)
             if faces:
                 scores[turned].append(detector.quarter_turn_scores(image, faces[0]))
+                found_scores[turned].append(faces[0].score)
 
     print(f"{len(items)} train chips; share of the faces found that end upright\n")
     print("| margin | " + " | ".join(f"turned {90 * turned} degrees" for turned in range(4)) + " |")
@@ -51,6 +56,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
         print(f"| {margin:g} | " + " | ".join(f"{share:.4f}" for share in shares) + " |")
     print("| faces found | " + " | ".join(str(len(scores[turned])) for turned in range(4)) + " |")
+
+    print(f"\nAt the margin {UPRIGHT_MARGIN:g}: share that end upright (share looked at again) by sure score\n")
+    print("| sure score | " + " | ".join(f"turned {90 * turned} degrees" for turned in range(4)) + " |")
+    print("| ---: |" + " ---: |" * 4)
+    for sure in (*SURE_SCORES, None):
+        cells = []
+        for turned in range(4):
+            looked = np.array(found_scores[turned]) < (np.inf if sure is None else sure)
+            ends = [
+                upright_turns(looks) == (-turned) % 4 if look else turned == 0
+                for looks, look in zip(scores[turned], looked, strict=True)
+            ]
+            cells.append(f"{np.mean(ends):.4f} ({np.mean(looked):.3f})")
+        print(f"| {'none' if sure is None else f'{sure:g}'} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
