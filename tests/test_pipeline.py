@@ -15,6 +15,7 @@ from facegender import Detection, FaceGender, ImageTooLargeError, InferenceFaile
 from facegender.data import load_dataset
 from facegender.decode import DecodedImage, decode_image, load_image
 from facegender.errors import ModelError
+from facegender.pipeline import UNSURE_READING
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +48,9 @@ def test_faces_classified_at_the_detector_s_first_look_get_the_same_answer(share
     early = 0
     for path in paths:
         faces = face_gender.predict(path)
-        early += len(face_gender._locate(face_gender.decode(path), detect=True).classified)
+        early += len(face_gender._locate(face_gender.decode(path), detect=True).answers)
         with face_gender.detector._side_thread_free:  # passes in turn: no first look, every chip after detection
-            assert face_gender._locate(face_gender.decode(path), detect=True).classified == {}
+            assert face_gender._locate(face_gender.decode(path), detect=True).answers == {}
             assert face_gender.predict(path) == faces
     assert early >= len(paths) // 3
 
@@ -183,6 +184,23 @@ def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
     searched = face_gender.detector.smallest_face(width, height, downscale=decoded.factor_x) * decoded.factor_x
     assert searched == pytest.approx(face_gender.detector.smallest_face(decoded.width, decoded.height))
     assert searched <= 300
+
+
+def test_turning_faces_upright_looks_again_only_at_faces_read_unsurely(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turning = FaceGender(settings=Settings(turn_faces_upright=True))
+    asked: list[Detection] = []
+    turned_upright = turning.detector.turned_upright
+
+    def counted(image: np.ndarray, face: Detection) -> object:
+        asked.append(face)
+        return turned_upright(image, face)
+
+    monkeypatch.setattr(turning.detector, "turned_upright", counted)
+    faces = [face for item in load_dataset(shared_data / "portraits")[::6] for face in turning.predict(item.path)]
+    unsure = [face for face in faces if face.probability < UNSURE_READING]
+    assert len(asked) == len(unsure) < len(faces)
 
 
 def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(

@@ -47,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 found_scores[turned].append(faces[0].score)
 
     print(f"{len(items)} train chips; share of the faces found that end upright\n")
-    print("| margin | " + " | ".join(f"turned {90 * turned} degrees" for turned in range(4)) + " |")
-    print("| ---: |" + " ---: |" * 4)
+    print_turns_header("margin")
     for margin in MARGINS:
         shares = [
             np.mean([upright_turns(looks, margin=margin) == (-turned) % 4 for looks in scores[turned]])
@@ -58,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| faces found | " + " | ".join(str(len(scores[turned])) for turned in range(4)) + " |")
 
     print(f"\nAt the margin {UPRIGHT_MARGIN:g}: share that end upright (share looked at again) by sure score\n")
-    print("| sure score | " + " | ".join(f"turned {90 * turned} degrees" for turned in range(4)) + " |")
-    print("| ---: |" + " ---: |" * 4)
+    print_turns_header("sure score")
     for sure in (*SURE_SCORES, None):
         cells = []
         for turned in range(4):
@@ -70,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             ]
             cells.append(f"{np.mean(ends):.4f} ({np.mean(looked):.3f})")
         print(f"| {'none' if sure is None else f'{sure:g}'} | " + " | ".join(cells) + " |")
+
+
+def print_turns_header(first_column: str) -> None:
+    """The head of a Markdown table with ``first_column``, then one column for each quarter turn."""
+    print(f"| {first_column} | " + " | ".join(f"turned {90 * turned} degrees" for turned in range(4)) + " |")
+    print("| ---: |" + " ---: |" * 4)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     turn_faces_upright: bool = Field(
         default=False,
         description=(
-            "Look at each face four ways and turn it upright before classifying it: for photos that lost their"
-            " orientation (four more detector passes per face found less surely than 0.86)."
+            "Look again, four ways, at each face found less surely than 0.86 and read less surely than 0.97, and"
+            " read it again turned upright where the detector finds it surer so: for photos that lost their"
+            " orientation (four more detector passes per such face)."
         ),
     )
     host: str = Field(default="127.0.0.1", description="Address the service listens on.")
