@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_helpers import StartServer, assert_gender_result, post
+from http_helpers import Server, StartServer, assert_gender_result, post
 
 from benchmarks.common import free_port
 from facegender.server import supervisor as supervisor_module
@@ -50,6 +50,15 @@ def _wait_for_workers(supervisor: int, *, without: set[int]) -> set[int]:
             return workers
         time.sleep(0.2)
     pytest.fail(f"{WORKERS} live workers not seen within {REPLACE_TIMEOUT_S:.0f} s")
+
+
+def _wait_for_startups(server: Server, count: int) -> None:
+    """Wait until ``count`` workers have logged that their app started (and so report ready)."""
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while server.log_path.read_text(errors="replace").count("Application startup complete.") < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{count} workers did not start within {REPLACE_TIMEOUT_S:.0f} s")
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -194,6 +203,8 @@ def test_keep_alive_connections_are_shared_evenly(
     connections = 4 * WORKERS
     with start_cli_server(FACEGENDER_WORKERS=str(WORKERS)) as server:
         workers = _wait_for_workers(server.process.pid, without=set())
+        # The server answers once one worker is ready; a worker still loading gets no connections meanwhile.
+        _wait_for_startups(server, WORKERS)
         clients = [httpx.Client(base_url=server.url, timeout=60.0) for _ in range(connections)]
         try:
             for client in clients:  # one request each, in turn: each connection is open and served
