@@ -14,6 +14,7 @@ from PIL import Image
 from facegender import Detection, FaceGender, ImageTooLargeError, InferenceFailedError, InvalidImageError, Settings
 from facegender.data import load_dataset
 from facegender.decode import DecodedImage, decode_image, load_image
+from facegender.detect import SURE_UPRIGHT_SCORE
 from facegender.errors import ModelError
 from facegender.pipeline import UNSURE_READING
 
@@ -186,7 +187,7 @@ def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
     assert searched <= 300
 
 
-def test_turning_faces_upright_looks_again_only_at_faces_read_unsurely(
+def test_turning_faces_upright_looks_again_only_at_faces_found_and_read_unsurely(
     shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     turning = FaceGender(settings=Settings(turn_faces_upright=True))
@@ -199,8 +200,8 @@ def test_turning_faces_upright_looks_again_only_at_faces_read_unsurely(
 
     monkeypatch.setattr(turning.detector, "turned_upright", counted)
     faces = [face for item in load_dataset(shared_data / "portraits")[::6] for face in turning.predict(item.path)]
-    unsure = [face for face in faces if face.probability < UNSURE_READING]
-    assert len(asked) == len(unsure) < len(faces)
+    unsure = [f for f in faces if f.detection_score < SURE_UPRIGHT_SCORE and f.probability < UNSURE_READING]
+    assert 0 < len(asked) == len(unsure) < len(faces)
 
 
 def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(

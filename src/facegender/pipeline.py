@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from facegender.align import chip_shrink, face_chip, head_turn, whole_image_chip
 from facegender.classify import GenderClassifier
 from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image, is_one_image
-from facegender.detect import BlazeFaceDetector
+from facegender.detect import SURE_UPRIGHT_SCORE, BlazeFaceDetector
 from facegender.errors import FaceGenderError, InferenceFailedError
 from facegender.results import LABELS, Box, Detection, Face
 from facegender.settings import Settings
@@ -176,7 +176,9 @@ class FaceGender:
         turned_chips: list[RGBImage] = []
         replaced: list[tuple[_Located, int]] = []
         for photo in photos:
-            for index, face in enumerate(photo.faces_cut):
+            if photo.cut_from is None:
+                continue
+            for index, face in photo.turnable:
                 if float(photo.answers[index].max()) < UNSURE_READING and (
                     turned := self.detector.turned_upright(photo.cut_from.pixels, face)
                 ):
@@ -195,7 +197,7 @@ class FaceGender:
         if not detect:
             whole = Detection(box=Box(0, 0, width, height), score=1.0, bounds=(0.0, 0.0, float(width), float(height)))
             chips = [whole_image_chip(image.pixels, size=size)]
-            return _Located(detections=[whole], chips=chips, answers={}, cut_from=image, faces_cut=[])
+            return _Located(detections=[whole], chips=chips, answers={}, turnable=[], cut_from=None)
         first_answers: dict[Detection, NDArray[np.float32]] = {}
 
         def classify_first_look(first: list[Detection]) -> None:
@@ -209,12 +211,17 @@ class FaceGender:
         reusable = first_answers if cut_from is image else {}  # (first-look chips were cut from image)
         answers = {i: reusable[d] for i, d in enumerate(found) if d in reusable}
         faces_cut = _faces_in(cut_from, found, found_in=image)
+        turnable = [
+            (i, face)
+            for i, face in enumerate(faces_cut)
+            if self.settings.turn_faces_upright and face.score < SURE_UPRIGHT_SCORE
+        ]
         return _Located(
             detections=[_moved(d, image.factor_x, image.factor_y, width, height) for d in found],
             chips=self._chips(cut_from, [face for i, face in enumerate(faces_cut) if i not in answers]),
             answers=answers,
-            cut_from=cut_from,
-            faces_cut=faces_cut,
+            turnable=turnable,
+            cut_from=cut_from if turnable else None,  # the pixels stay only while a face may be turned
         )
 
     def _chips(self, cut_from: DecodedImage, faces: list[Detection]) -> list[RGBImage]:
@@ -254,15 +261,16 @@ class FaceGender:
 
 @dataclass(frozen=True, slots=True)
 class _Located:
-    """One photo's faces, largest first (``detections``, in full-size pixels; ``faces_cut``, the same faces in
-    the pixels of ``cut_from``, the decoded photo they are cut from). ``answers`` holds the classifier's answer
-    for each face by its index, as far as known: ``chips`` are those of the faces it lacks, in order."""
+    """One photo's faces, largest first, in full-size pixels. ``answers`` holds the classifier's answer for each
+    face by its index, as far as known: ``chips`` are those of the faces it lacks, in order. With
+    ``turn_faces_upright``, ``turnable`` lists the faces the detector may turn upright, by index, in the pixels of
+    ``cut_from``: the decoded photo they are cut from (``None`` when there are none)."""
 
     detections: list[Detection]
     chips: list[RGBImage]
     answers: dict[int, NDArray[np.float32]]
-    cut_from: DecodedImage
-    faces_cut: list[Detection]
+    turnable: list[tuple[int, Detection]]
+    cut_from: DecodedImage | None
 
 
 def _faces_in(cut_from: DecodedImage, found: list[Detection], *, found_in: DecodedImage) -> list[Detection]:
