@@ -204,6 +204,16 @@ def test_turning_faces_upright_looks_again_only_at_faces_found_and_read_unsurely
     assert 0 < len(asked) == len(unsure) < len(faces)
 
 
+def test_a_photo_s_pixels_are_kept_past_its_chips_only_while_a_face_may_be_turned(
+    portrait_path: Path, face_gender: FaceGender
+) -> None:
+    assert face_gender._locate(face_gender.decode(portrait_path), detect=True).cut_from is None
+    turning = FaceGender(settings=Settings(turn_faces_upright=True))
+    upside_down = np.ascontiguousarray(np.rot90(load_image(portrait_path), 2))
+    located = turning._locate(turning.decode(upside_down), detect=True)
+    assert located.turnable and located.cut_from is not None
+
+
 def test_turn_faces_upright_reads_photos_that_lost_their_orientation_as_upright(
     shared_data: Path, face_gender: FaceGender
 ) -> None:
