@@ -1,0 +1,60 @@
+"""tools/upright_margin.py and tools/unsure_reading.py: the tables that chose the upright setting's two rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from facegender.detect import SURE_UPRIGHT_SCORE
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _table(out: str, first_column: str) -> dict[str, list[str]]:
+    """The rows of the Markdown table headed by ``first_column``: its cells by the first one."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _run(tool: str, *args: str) -> str:
+    command = [sys.executable, str(TOOLS / tool), *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=600).stdout
+
+
+def _looked(cell: str) -> float:
+    """The share looked at, in brackets after the cell's figure."""
+    return float(cell.split("(")[1].rstrip(")"))
+
+
+@pytest.mark.slow
+def test_the_sure_score_changes_no_decision_on_the_chips_it_was_chosen_on(shared_data: Path) -> None:
+    # Every 48th train chip is every 4th of the 12th that chose it.
+    rows = _table(_run("upright_margin.py", "--data", str(shared_data / "utkface"), "--every", "48"), "sure score")
+    chosen = rows[f"{SURE_UPRIGHT_SCORE:g}"]
+    assert [cell.split()[0] for cell in chosen] == [cell.split()[0] for cell in rows["none"]]
+    assert _looked(chosen[0]) < 0.9  # upright faces spared the looks
+    assert [_looked(cell) for cell in chosen[1:]] == [1.0, 1.0, 1.0]  # every turned face still looked at
+
+
+@pytest.mark.slow
+def test_looking_again_only_at_faces_read_unsurely_leaves_upright_chips_as_read(
+    utkface_subset: Callable[[int], Path],
+) -> None:
+    rows = _table(_run("unsure_reading.py", "--data", str(utkface_subset(50))), "unsure reading")
+    assert list(rows) == ["0.9", "0.95", "0.97", "0.98", "0.99", "0.995", "none"]
+    assert len({cells[0].split()[0] for cells in rows.values()}) == 1  # upright chips: the same answers
+    for turned in range(4):
+        looked = [_looked(cells[turned]) for cells in rows.values()]
+        assert looked == sorted(looked)  # a higher threshold looks at more faces
+    assert _looked(rows["0.97"][0]) < _looked(rows["none"][0])
