@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tool_runs import run_tool
 
 from facegender.classify import FLOAT_CLASSIFIER_PATH, SECOND_OPINION_PATH
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def _run(tool: str, *args: str) -> str:
-    command = [sys.executable, str(TOOLS / tool), *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=600).stdout
 
 
 @pytest.mark.slow
@@ -32,7 +24,7 @@ def test_each_crop_gets_a_probe_and_a_stack(utkface_subset: Callable[[int], Path
 
     saved = tmp_path / "saved.npz"  # as tune-second-opinion writes a network
     save_dlib_network(read_dlib_network(dlib_models_folder() / DLIB_NETWORK_FILE), saved)
-    out = _run(
+    out = run_tool(
         "second_opinion_inputs.py",
         "--data",
         str(utkface_subset(20)),
@@ -55,7 +47,7 @@ def test_each_crop_gets_a_probe_and_a_stack(utkface_subset: Callable[[int], Path
 
 @pytest.mark.slow
 def test_the_refining_step_is_counted_timed_and_weighed(shared_data: Path, tmp_path: Path) -> None:
-    out = _run(
+    out = run_tool(
         "refining_cost.py",
         "--data",
         str(shared_data / "utkface"),

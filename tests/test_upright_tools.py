@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tool_runs import run_tool
 
 from facegender.detect import SURE_UPRIGHT_SCORE
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 def _table(out: str, first_column: str) -> dict[str, list[str]]:
@@ -27,11 +24,6 @@ def _table(out: str, first_column: str) -> dict[str, list[str]]:
     return rows
 
 
-def _run(tool: str, *args: str) -> str:
-    command = [sys.executable, str(TOOLS / tool), *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=600).stdout
-
-
 def _looked(cell: str) -> float:
     """The share looked at, in brackets after the cell's figure."""
     return float(cell.split("(")[1].rstrip(")"))
@@ -40,7 +32,7 @@ def _looked(cell: str) -> float:
 @pytest.mark.slow
 def test_the_sure_score_changes_no_decision_on_the_chips_it_was_chosen_on(shared_data: Path) -> None:
     # Every 48th train chip is every 4th of the 12th that chose it.
-    rows = _table(_run("upright_margin.py", "--data", str(shared_data / "utkface"), "--every", "48"), "sure score")
+    rows = _table(run_tool("upright_margin.py", "--data", str(shared_data / "utkface"), "--every", "48"), "sure score")
     chosen = rows[f"{SURE_UPRIGHT_SCORE:g}"]
     assert [cell.split()[0] for cell in chosen] == [cell.split()[0] for cell in rows["none"]]
     assert _looked(chosen[0]) < 0.9  # upright faces spared the looks
@@ -51,7 +43,7 @@ def test_the_sure_score_changes_no_decision_on_the_chips_it_was_chosen_on(shared
 def test_looking_again_only_at_faces_read_unsurely_leaves_upright_chips_as_read(
     utkface_subset: Callable[[int], Path],
 ) -> None:
-    rows = _table(_run("unsure_reading.py", "--data", str(utkface_subset(50))), "unsure reading")
+    rows = _table(run_tool("unsure_reading.py", "--data", str(utkface_subset(50))), "unsure reading")
     assert list(rows) == ["0.9", "0.95", "0.97", "0.98", "0.99", "0.995", "none"]
     assert len({cells[0].split()[0] for cells in rows.values()}) == 1  # upright chips: the same answers
     for turned in range(4):

@@ -25,7 +25,6 @@ from facegender import FaceGender
 from facegender.align import face_chip
 from facegender.data import load_dataset
 from facegender.decode import load_image
-from facegender.detect import SURE_UPRIGHT_SCORE
 from facegender.pipeline import UNSURE_READING
 from facegender.results import LABELS
 
@@ -41,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     face_gender = FaceGender()
     size = face_gender.classifier.input_size
     items = [item for item in load_dataset(args.data) if item.split == "val"][:: args.every]
-    # per turn: (probability of the first reading, found less surely than SURE_UPRIGHT_SCORE, right as read,
+    # per turn: (probability of the first reading, whether the detector may turn the face, right as read,
     # right as read after turning upright where the detector turns it)
     readings: dict[int, list[tuple[float, bool, bool, bool]]] = {turned: [] for turned in range(4)}
     for item in items:
@@ -61,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 right_turned = LABELS[int(np.argmax(again[0]))] == item.label
             else:
                 right_turned = right
-            readings[turned].append((float(first.max()), face.score < SURE_UPRIGHT_SCORE, right, right_turned))
+            may_turn = face_gender.detector.may_turn_upright(face)
+            readings[turned].append((float(first.max()), may_turn, right, right_turned))
 
     print(f"{len(items)} validation chips; right (share of the faces looked at four ways)\n")
     print_turns_header("unsure reading")

@@ -217,9 +217,9 @@ class BlazeFaceDetector:
         turn than as it is (a photo that lost its orientation); ``None`` when it is not.
 
         On a face turned on its side or upside down the detector still finds the face, but places its
-        landmarks as on an upright one, so the chip would not be turned back: this looks again, four ways, unless
-        the face was found at least :data:`SURE_UPRIGHT_SCORE` as it is."""
-        if face.score >= SURE_UPRIGHT_SCORE:
+        landmarks as on an upright one, so the chip would not be turned back: this looks again, four ways, at a
+        face that :meth:`may_turn_upright`."""
+        if not self.may_turn_upright(face):
             return None
         region, looks = self._four_looks(image, face)
         turns = upright_turns([_score(found) for found, _ in looks])
@@ -232,6 +232,12 @@ class BlazeFaceDetector:
             factor_x=width / seen.shape[1], factor_y=height / seen.shape[0], width=width, height=height
         )
         return TurnedFace(quarter_turns=turns, pixels=pixels, detection=detection)
+
+    @staticmethod
+    def may_turn_upright(face: Detection) -> bool:
+        """Whether :meth:`turned_upright` looks at ``face`` at all: not when found at least
+        :data:`SURE_UPRIGHT_SCORE` as it is."""
+        return face.score < SURE_UPRIGHT_SCORE
 
     def quarter_turn_scores(self, image: RGBImage, face: Detection) -> list[float]:
         """The detector's score for ``face`` in its surroundings after 0, 1, 2 and 3 quarter turns (0 where it

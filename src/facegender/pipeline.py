@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from facegender.align import chip_shrink, face_chip, head_turn, whole_image_chip
 from facegender.classify import GenderClassifier
 from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image, is_one_image
-from facegender.detect import SURE_UPRIGHT_SCORE, BlazeFaceDetector
+from facegender.detect import BlazeFaceDetector
 from facegender.errors import FaceGenderError, InferenceFailedError
 from facegender.results import LABELS, Box, Detection, Face
 from facegender.settings import Settings
@@ -182,8 +182,7 @@ class FaceGender:
                 if float(photo.answers[index].max()) < UNSURE_READING and (
                     turned := self.detector.turned_upright(photo.cut_from.pixels, face)
                 ):
-                    size, downscale = self.classifier.input_size, photo.cut_from.downscale
-                    turned_chips.append(face_chip(turned.pixels, turned.detection, size=size, downscale=downscale))
+                    turned_chips.append(self._chip(turned.pixels, turned.detection, downscale=photo.cut_from.downscale))
                     replaced.append((photo, index))
         if turned_chips:
             for (photo, index), answer in zip(replaced, self.classifier.predict(np.stack(turned_chips)), strict=True):
@@ -211,11 +210,11 @@ class FaceGender:
         reusable = first_answers if cut_from is image else {}  # (first-look chips were cut from image)
         answers = {i: reusable[d] for i, d in enumerate(found) if d in reusable}
         faces_cut = _faces_in(cut_from, found, found_in=image)
-        turnable = [
-            (i, face)
-            for i, face in enumerate(faces_cut)
-            if self.settings.turn_faces_upright and face.score < SURE_UPRIGHT_SCORE
-        ]
+        turnable = (
+            [(i, face) for i, face in enumerate(faces_cut) if self.detector.may_turn_upright(face)]
+            if self.settings.turn_faces_upright
+            else []
+        )
         return _Located(
             detections=[_moved(d, image.factor_x, image.factor_y, width, height) for d in found],
             chips=self._chips(cut_from, [face for i, face in enumerate(faces_cut) if i not in answers]),
@@ -226,8 +225,11 @@ class FaceGender:
 
     def _chips(self, cut_from: DecodedImage, faces: list[Detection]) -> list[RGBImage]:
         """The chips of ``faces`` (in ``cut_from``'s pixels)."""
-        size, downscale = self.classifier.input_size, cut_from.downscale
-        return [face_chip(cut_from.pixels, face, size=size, downscale=downscale) for face in faces]
+        return [self._chip(cut_from.pixels, face, downscale=cut_from.downscale) for face in faces]
+
+    def _chip(self, pixels: RGBImage, face: Detection, *, downscale: float) -> RGBImage:
+        """The classifier's chip of ``face`` in ``pixels`` (``downscale`` as for :func:`face_chip`)."""
+        return face_chip(pixels, face, size=self.classifier.input_size, downscale=downscale)
 
     def _fine_enough_for_chips(self, image: DecodedImage, found: list[Detection]) -> DecodedImage:
         """``image``, or the same photo decoded again finer where a face would be enlarged into its chip."""
