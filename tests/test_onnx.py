@@ -48,3 +48,30 @@ def test_a_missing_or_broken_model_raises_model_error(tmp_path: Path, compact: b
     broken.write_bytes(b"not a model")
     with pytest.raises(ModelError, match=r"cannot load model broken\.onnx"):
         _onnx.create_session(broken, threads=1, compact=compact)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "refused"),
+    [
+        ({"input_size": "128", "name": "n", "version": "1"}, False),
+        ({"name": "n", "version": "1"}, True),
+        ({"input_size": "large", "name": "n", "version": "1"}, True),
+    ],
+)
+def test_model_metadata_must_name_each_field_and_a_whole_chip_size(
+    tmp_path: Path, metadata: dict[str, str], refused: bool
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    chips = onnx.helper.make_tensor_value_info("chips", onnx.TensorProto.UINT8, [None, 128, 128, 3])
+    same = onnx.helper.make_tensor_value_info("same", onnx.TensorProto.UINT8, [None, 128, 128, 3])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["chips"], ["same"])], "g", [chips], [same])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    onnx.helper.set_model_props(model, metadata)
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    session = _onnx.create_session(path, threads=1)
+    if refused:
+        with pytest.raises(ModelError, match=r"model\.onnx lacks facegender metadata \(input_size, name, version\)"):
+            _onnx.model_metadata(session, path, "input_size", "name", "version")
+    else:
+        assert _onnx.model_metadata(session, path, "input_size", "name", "version")["input_size"] == "128"

@@ -16,7 +16,7 @@ from facegender.data import load_dataset
 from facegender.decode import DecodedImage, decode_image, load_image
 from facegender.detect import SURE_UPRIGHT_SCORE
 from facegender.errors import ModelError
-from facegender.pipeline import UNSURE_READING
+from facegender.pipeline import UNSURE_READING, UPRIGHT_PROBABILITY
 
 
 @pytest.fixture(scope="module")
@@ -187,27 +187,37 @@ def test_min_face_size_counts_pixels_of_the_photo_at_any_decode_scale() -> None:
     assert searched <= 300
 
 
-def test_turning_faces_upright_looks_again_only_at_faces_found_and_read_unsurely(
+def test_turning_faces_upright_looks_again_only_at_unsure_faces_not_found_upright(
     shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     turning = FaceGender(settings=Settings(turn_faces_upright=True))
+    assert turning.orientation is not None
     asked: list[Detection] = []
+    upright: list[float] = []
     turned_upright = turning.detector.turned_upright
+    upright_probability = turning.orientation.upright_probability
 
     def counted(image: np.ndarray, face: Detection) -> object:
         asked.append(face)
         return turned_upright(image, face)
 
+    def recorded(chips: np.ndarray) -> np.ndarray:
+        upright.extend(probabilities := upright_probability(chips))
+        return probabilities
+
     monkeypatch.setattr(turning.detector, "turned_upright", counted)
+    monkeypatch.setattr(turning.orientation, "upright_probability", recorded)
     faces = [face for item in load_dataset(shared_data / "portraits")[::6] for face in turning.predict(item.path)]
     unsure = [f for f in faces if f.detection_score < SURE_UPRIGHT_SCORE and f.probability < UNSURE_READING]
-    assert 0 < len(asked) == len(unsure) < len(faces)
+    assert 0 < len(upright) == len(unsure) < len(faces)  # only faces found and read unsurely are asked about
+    assert len(asked) == sum(p < UPRIGHT_PROBABILITY for p in upright) < len(unsure)
 
 
 def test_a_photo_s_pixels_are_kept_past_its_chips_only_while_a_face_may_be_turned(
     portrait_path: Path, face_gender: FaceGender
 ) -> None:
     assert face_gender._locate(face_gender.decode(portrait_path), detect=True).cut_from is None
+    assert face_gender.orientation is None  # loaded only for the setting
     turning = FaceGender(settings=Settings(turn_faces_upright=True))
     upside_down = np.ascontiguousarray(np.rot90(load_image(portrait_path), 2))
     located = turning._locate(turning.decode(upside_down), detect=True)

@@ -1,4 +1,4 @@
-"""tools/upright_margin.py and tools/unsure_reading.py: the tables that chose the upright setting's two rules."""
+"""tools/upright_margin.py and tools/unsure_reading.py: the tables that chose the upright setting's rules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from tool_runs import run_tool
 
 from facegender.detect import SURE_UPRIGHT_SCORE
+from facegender.pipeline import UNSURE_READING, UPRIGHT_PROBABILITY
 
 
 def _table(out: str, first_column: str) -> dict[str, list[str]]:
@@ -40,13 +41,22 @@ def test_the_sure_score_changes_no_decision_on_the_chips_it_was_chosen_on(shared
 
 
 @pytest.mark.slow
-def test_looking_again_only_at_faces_read_unsurely_leaves_upright_chips_as_read(
+def test_looking_again_only_at_faces_read_unsurely_and_not_found_upright_leaves_upright_chips_as_read(
     utkface_subset: Callable[[int], Path],
 ) -> None:
-    rows = _table(run_tool("unsure_reading.py", "--data", str(utkface_subset(50))), "unsure reading")
+    out = run_tool("unsure_reading.py", "--data", str(utkface_subset(50)))
+    rows = _table(out, "unsure reading")
     assert list(rows) == ["0.9", "0.95", "0.97", "0.98", "0.99", "0.995", "none"]
     assert len({cells[0].split()[0] for cells in rows.values()}) == 1  # upright chips: the same answers
     for turned in range(4):
         looked = [_looked(cells[turned]) for cells in rows.values()]
         assert looked == sorted(looked)  # a higher threshold looks at more faces
     assert _looked(rows["0.97"][0]) < _looked(rows["none"][0])
+    spared = _table(out, "upright probability")
+    assert list(spared) == [f"{UPRIGHT_PROBABILITY:g}", "0.7", "0.8", "0.9", "0.95", "0.98", "0.99", "none"]
+    assert spared["none"] == rows[f"{UNSURE_READING:g}"]  # no face spared: the unsure reading alone
+    assert len({cells[0].split()[0] for cells in spared.values()}) == 1
+    chosen = spared[f"{UPRIGHT_PROBABILITY:g}"]
+    assert _looked(chosen[0]) < _looked(spared["none"][0])  # upright faces spared the looks
+    for turned in (1, 2, 3):
+        assert chosen[turned] == spared["none"][turned]  # turned faces still looked at, and read the same

@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from facegender.errors import ModelError
 
-__all__ = ["create_session"]
+__all__ = ["create_session", "model_metadata"]
 
 _PROVIDERS: Final = ["CPUExecutionProvider"]
 
@@ -36,6 +36,15 @@ def create_session(path: Path, *, threads: int, compact: bool = False) -> ort.In
         return ort.InferenceSession(str(path), sess_options=options, providers=_PROVIDERS)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelError(f"cannot load model {path.name}: {exc}") from None
+
+
+def model_metadata(session: ort.InferenceSession, path: Path, *names: str) -> dict[str, str]:
+    """The facegender metadata of ``session``'s model (loaded from ``path``): each of ``names`` must be there,
+    and ``input_size`` a whole number."""
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    if any(name not in metadata for name in names) or not metadata.get("input_size", "0").isdigit():
+        raise ModelError(f"{path.name} lacks facegender metadata ({', '.join(names)})")
+    return metadata
 
 
 def _load_optimised(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:

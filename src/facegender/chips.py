@@ -45,12 +45,12 @@ _Chipped = tuple[NDArray[np.uint8], bool, float]
 _worker_detector: BlazeFaceDetector | None = None
 
 
-def _chip_one(path: Path, size: int) -> _Chipped:
+def _chip_one(path: Path, size: int, quarter_turns: int) -> _Chipped:
     global _worker_detector
     if _worker_detector is None:
         _worker_detector = BlazeFaceDetector(threads=1)
     try:
-        image = load_image(path)
+        image = np.ascontiguousarray(np.rot90(load_image(path), quarter_turns))
     except FaceGenderError:
         return np.zeros((size, size, 3), np.uint8), False, math.nan
     detections = _worker_detector.detect(image)
@@ -60,12 +60,14 @@ def _chip_one(path: Path, size: int) -> _Chipped:
     return face_chip(image, detections[0], size=size), True, math.nan if turn is None else turn
 
 
-def _chip_many(paths: Sequence[Path], size: int) -> list[_Chipped]:
-    return [_chip_one(path, size) for path in paths]
+def _chip_many(paths: Sequence[Path], size: int, quarter_turns: int) -> list[_Chipped]:
+    return [_chip_one(path, size, quarter_turns) for path in paths]
 
 
-def _cache_key(paths: Sequence[Path], size: int) -> str:
-    digest = hashlib.sha1(f"{_CACHE_FORMAT}|{size}|{CHIP_MARGIN}".encode())
+def _cache_key(paths: Sequence[Path], size: int, quarter_turns: int) -> str:
+    # Unturned chips keep the key they had before photos could be turned.
+    turned = f"|turned {quarter_turns}" if quarter_turns else ""
+    digest = hashlib.sha1(f"{_CACHE_FORMAT}|{size}|{CHIP_MARGIN}{turned}".encode())
     digest.update(DEFAULT_DETECTOR_PATH.read_bytes())
     for path in paths:
         stat = path.stat() if path.exists() else None
@@ -79,10 +81,14 @@ def make_chips(
     size: int,
     cache_dir: Path | None = None,
     workers: int | None = None,
+    quarter_turns: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> ChipSet:
-    """Detect and crop the largest face of every file; reuse ``cache_dir`` when nothing changed."""
-    cache_file = cache_dir / f"{_cache_key(paths, size)}.npz" if cache_dir else None
+    """Detect and crop the largest face of every file; reuse ``cache_dir`` when nothing changed.
+
+    ``quarter_turns`` turns each photo first (counter-clockwise, as :func:`numpy.rot90`), as photos that lost
+    their orientation reach the service."""
+    cache_file = cache_dir / f"{_cache_key(paths, size, quarter_turns)}.npz" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         cached = np.load(cache_file)
         if progress:
@@ -93,12 +99,14 @@ def make_chips(
     results: list[_Chipped] = []
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
-            results.extend(_chip_many(chunk, size))
+            results.extend(_chip_many(chunk, size, quarter_turns))
             if progress:
                 progress(len(chunk))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for chunk, done in zip(chunks, pool.map(_chip_many, chunks, [size] * len(chunks)), strict=True):
+            for chunk, done in zip(
+                chunks, pool.map(_chip_many, chunks, [size] * len(chunks), [quarter_turns] * len(chunks)), strict=True
+            ):
                 results.extend(done)
                 if progress:
                     progress(len(chunk))

@@ -10,7 +10,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from facegender._onnx import create_session
+from facegender._onnx import create_session, model_metadata
 from facegender.errors import ModelError
 from facegender.results import LABELS
 
@@ -63,16 +63,11 @@ class GenderClassifier:
         compact: bool = False,
     ) -> None:
         self._session = create_session(model_path, threads=threads, compact=compact)
-        metadata = self._session.get_modelmeta().custom_metadata_map
-        try:
-            self.input_size = int(metadata["input_size"])
-            self.name = str(metadata["name"])
-            self.version = str(metadata["version"])
-            labels = tuple(metadata["labels"].split(","))
-        except (KeyError, ValueError):
-            raise ModelError(
-                f"{model_path.name} lacks facegender metadata (input_size, name, version, labels)"
-            ) from None
+        metadata = model_metadata(self._session, model_path, "input_size", "name", "version", "labels")
+        self.input_size = int(metadata["input_size"])
+        self.name = metadata["name"]
+        self.version = metadata["version"]
+        labels = tuple(metadata["labels"].split(","))
         if labels != LABELS:
             raise ModelError(f"{model_path.name} has labels {labels}, expected {LABELS}")
         self.max_batch = max_batch

@@ -1,4 +1,5 @@
-"""The ``facegender`` command: predict, batch, serve, train, evaluate, second-opinion, tune-second-opinion, quantize.
+"""The ``facegender`` command: predict, batch, serve, train, evaluate, second-opinion, tune-second-opinion, quantize,
+train-orientation.
 
 Exit codes: 0 success, 1 no face found, 2 bad input or usage, 3 model unavailable, 5 an optional extra
 missing. Errors are one line on stderr; ``FACEGENDER_DEBUG=1`` adds the traceback. ``batch`` exits 0 when
@@ -27,6 +28,7 @@ from facegender.chips import DEFAULT_CACHE_DIR
 from facegender.data import Split
 from facegender.errors import FaceGenderError, MissingExtraError, NoFaceError
 from facegender.training.config import (
+    ORIENTATION_EPOCHS,
     TUNING_BATCH_SIZE,
     TUNING_EPOCHS,
     TUNING_LEARNING_RATE,
@@ -210,6 +212,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-mirror", action="store_true", help="int8 stage sees each chip alone (half the work; float still mirrors)"
     )
     quantize.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
+
+    orientation = commands.add_parser(
+        "train-orientation", help="train the network that tells whether a face chip is upright, and export it to ONNX"
+    )
+    orientation.add_argument("--data", type=Path, required=True, help="dataset: train trains, val picks the epoch")
+    orientation.add_argument("--out", type=Path, required=True, help="folder for orientation.onnx")
+    orientation.add_argument(
+        "--chip-size", type=int, default=TrainConfig.image_size, help="the gender model's chip side"
+    )
+    orientation.add_argument("--epochs", type=int, default=ORIENTATION_EPOCHS, help="(default %(default)s)")
+    orientation.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
+    orientation.add_argument("--limit", type=int, help="use only the first N photos (smoke tests)")
+    orientation.add_argument("--model-version", default="1.0.0", help="(default %(default)s)")
+    orientation.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="face chip cache")
     return parser
 
 
@@ -460,6 +476,26 @@ def _quantize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train_orientation(args: argparse.Namespace) -> int:
+    with _extra("train", purpose="training"):
+        from facegender.training.orientation import train_orientation
+    with _chip_progress() as bar:
+        result = train_orientation(
+            data=args.data,
+            out=args.out,
+            chip_size=args.chip_size,
+            epochs=args.epochs,
+            seed=args.seed,
+            limit=args.limit,
+            model_version=args.model_version,
+            cache_dir=args.cache_dir,
+            progress=bar.update,
+            log=lambda line: print(line, flush=True),
+        )
+    print(f"wrote {result.model_path} (best epoch {result.best_epoch})")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     handlers = {
@@ -471,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "second-opinion": _second_opinion,
         "tune-second-opinion": _tune_second_opinion,
         "quantize": _quantize,
+        "train-orientation": _train_orientation,
     }
     debug = os.environ.get("FACEGENDER_DEBUG") == "1"
     try:

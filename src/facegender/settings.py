@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from facegender.classify import DEFAULT_CLASSIFIER_PATH
 from facegender.decode import DEFAULT_MAX_PIXELS
 from facegender.detect import DEFAULT_DETECTOR_PATH
+from facegender.orientation import DEFAULT_ORIENTATION_PATH
 
 __all__ = ["DEFAULT_CONCURRENT_INFERENCES", "Settings"]
 
@@ -25,6 +26,9 @@ class Settings(BaseSettings):
 
     classifier_path: Path = Field(default=DEFAULT_CLASSIFIER_PATH, description="Gender model (ONNX).")
     detector_path: Path = Field(default=DEFAULT_DETECTOR_PATH, description="Face detector model (ONNX).")
+    orientation_path: Path = Field(
+        default=DEFAULT_ORIENTATION_PATH, description="Orientation model (ONNX), used with turn_faces_upright."
+    )
     detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Minimum face detection score.")
     max_pixels: int = Field(
         default=DEFAULT_MAX_PIXELS, ge=64, le=89_000_000, description="Refuse images with more pixels than this."
@@ -47,9 +51,9 @@ class Settings(BaseSettings):
     turn_faces_upright: bool = Field(
         default=False,
         description=(
-            "Look again, four ways, at each face found less surely than 0.86 and read less surely than 0.97, and"
-            " read it again turned upright where the detector finds it surer so: for photos that lost their"
-            " orientation (four more detector passes per such face)."
+            "For photos that lost their orientation: look again, four ways, at each face found less surely than"
+            " 0.86, read less surely than 0.97 and not found upright by the orientation model, and read it again"
+            " turned upright where the detector finds it surer so (four more detector passes per such face)."
         ),
     )
     host: str = Field(default="127.0.0.1", description="Address the service listens on.")

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["FROZEN_LAYERS", "TUNING_BATCH_SIZE", "TUNING_EPOCHS", "TUNING_LEARNING_RATE", "Precision", "TrainConfig"]
+__all__ = [
+    "FROZEN_LAYERS",
+    "ORIENTATION_EPOCHS",
+    "TUNING_BATCH_SIZE",
+    "TUNING_EPOCHS",
+    "TUNING_LEARNING_RATE",
+    "Precision",
+    "TrainConfig",
+]
 
 # The stem convolution and the first block keep their ImageNet filters (generic edges and colours). Training
 # from the second block on (1.2.0) beat training from the fourth stage on (1.1.0) on validation, at 1.6 times
@@ -18,6 +26,9 @@ FROZEN_LAYERS = 2
 TUNING_EPOCHS = 10
 TUNING_BATCH_SIZE = 64
 TUNING_LEARNING_RATE = 5e-6
+
+# facegender train-orientation: a small network on an easy task.
+ORIENTATION_EPOCHS = 8
 
 Precision = Literal["float32", "bfloat16"]
 """The arithmetic of training steps. ``bfloat16`` runs them in mixed precision (weights, batch-norm statistics

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
+import torch
 
-__all__ = ["store_weights_as_float16"]
+__all__ = ["export_chip_model", "store_weights_as_float16"]
+
+
+def export_chip_model(
+    module: torch.nn.Module,
+    path: Path,
+    *,
+    chip_size: int,
+    input_name: str,
+    output_name: str,
+    metadata: dict[str, str],
+) -> None:
+    """Export ``module``, which takes uint8 NHWC chips of ``chip_size`` in any number, to ``path`` as ONNX with
+    ``metadata`` and its weights stored as float16."""
+    sample = torch.zeros((1, chip_size, chip_size, 3), dtype=torch.uint8)
+    torch.onnx.export(
+        module.eval(),
+        (sample,),
+        str(path),
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, metadata)
+    store_weights_as_float16(model)
+    onnx.save(model, str(path))
 
 
 def store_weights_as_float16(model: onnx.ModelProto) -> None:

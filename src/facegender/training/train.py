@@ -13,7 +13,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from numpy.typing import NDArray
 from torch import nn
@@ -26,7 +25,7 @@ from facegender.data import LabeledImage, load_dataset
 from facegender.errors import DatasetError, ModelError
 from facegender.results import LABELS
 from facegender.training.config import Precision, TrainConfig
-from facegender.training.float16 import store_weights_as_float16
+from facegender.training.float16 import export_chip_model
 from facegender.training.network import GenderNet, imagenet_weights_path
 
 __all__ = [
@@ -38,6 +37,7 @@ __all__ = [
     "fit_temperature",
     "optimisation_step",
     "train",
+    "uniform",
     "unit_chips",
 ]
 
@@ -107,11 +107,11 @@ def augment_chips(
     ``noise_share`` of the chips (see :func:`_noise_some`), quarter turns of ``turned_share`` of them (see
     :func:`_turn_some`) and an erased patch (NCHW, [0,1])."""
     n = batch.shape[0]
-    uniform = partial(_uniform, generator)
+    draw = partial(uniform, generator)
 
-    angle = uniform(-12, 12, n) * math.pi / 180
-    scale = uniform(0.9, 1.12, n)
-    shift = uniform(-0.06, 0.06, n, 2)
+    angle = draw(-12, 12, n) * math.pi / 180
+    scale = draw(0.9, 1.12, n)
+    shift = draw(-0.06, 0.06, n, 2)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
@@ -119,14 +119,14 @@ def augment_chips(
     )
     grid = functional.affine_grid(theta.to(batch.device), list(batch.shape), align_corners=False)
     out = functional.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    brightness = uniform(0.75, 1.25, n, 1, 1, 1).to(batch.device)
-    contrast = uniform(0.75, 1.25, n, 1, 1, 1).to(batch.device)
-    saturation = uniform(0.6, 1.4, n, 1, 1, 1).to(batch.device)
+    brightness = draw(0.75, 1.25, n, 1, 1, 1).to(batch.device)
+    contrast = draw(0.75, 1.25, n, 1, 1, 1).to(batch.device)
+    saturation = draw(0.6, 1.4, n, 1, 1, 1).to(batch.device)
     grey = out.mean(dim=1, keepdim=True)
     out = grey + (out - grey) * saturation
     out = (out - out.mean(dim=(1, 2, 3), keepdim=True)) * contrast + out.mean(dim=(1, 2, 3), keepdim=True)
     # Gamma stands in for hard, low-key or high-key lighting; greyscale for monochrome photos.
-    gamma = uniform(0.7, 1.4, n, 1, 1, 1).to(batch.device)
+    gamma = draw(0.7, 1.4, n, 1, 1, 1).to(batch.device)
     out = (out * brightness).clamp(0, 1) ** gamma
     to_grey = (torch.rand(n, generator=generator) < 0.2).to(batch.device).view(n, 1, 1, 1)
     out = torch.where(to_grey, out.mean(dim=1, keepdim=True).expand_as(out), out)
@@ -136,7 +136,8 @@ def augment_chips(
     return _erase_some(out, generator, share=1 / 4).clamp(0, 1)
 
 
-def _uniform(generator: torch.Generator, low: float, high: float, *shape: int) -> torch.Tensor:
+def uniform(generator: torch.Generator, low: float, high: float, *shape: int) -> torch.Tensor:
+    """Draws from the uniform distribution on [low, high), of ``shape``."""
     return torch.rand(*shape, generator=generator) * (high - low) + low
 
 
@@ -144,7 +145,7 @@ def _blur_some(batch: torch.Tensor, generator: torch.Generator, *, share: float)
     """Gaussian blur (one sigma per batch, 0.4 to 1.2 px) on about ``share`` of the chips: photos come
     soft from small or out-of-focus faces, and the model should not lean on fine texture alone."""
     n = batch.shape[0]
-    sigma = float(_uniform(generator, 0.4, 1.2, 1))
+    sigma = float(uniform(generator, 0.4, 1.2, 1))
     radius = 3
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
     line = torch.exp(-(offsets**2) / (2 * sigma**2))
@@ -164,7 +165,7 @@ def _noise_some(batch: torch.Tensor, generator: torch.Generator, *, share: float
     chosen = torch.nonzero(torch.rand(batch.shape[0], generator=generator) < share).flatten()
     if len(chosen) == 0:
         return batch
-    sigmas = _uniform(generator, sigma / 8 / 255, sigma / 255, len(chosen), 1, 1, 1)
+    sigmas = uniform(generator, sigma / 8 / 255, sigma / 255, len(chosen), 1, 1, 1)
     noise = torch.randn(len(chosen), *batch.shape[1:], generator=generator) * sigmas
     out = batch.clone()
     out[chosen.to(batch.device)] += noise.to(batch.device)
@@ -190,13 +191,13 @@ def _erase_some(batch: torch.Tensor, generator: torch.Generator, *, share: float
     out = batch.clone()
     height, width = out.shape[2], out.shape[3]
     for index in torch.nonzero(torch.rand(out.shape[0], generator=generator) < share).flatten().tolist():
-        area = float(_uniform(generator, 0.02, 0.15, 1)) * height * width
-        aspect = float(_uniform(generator, 0.5, 2.0, 1))
+        area = float(uniform(generator, 0.02, 0.15, 1)) * height * width
+        aspect = float(uniform(generator, 0.5, 2.0, 1))
         patch_height = min(height, int((area * aspect) ** 0.5))
         patch_width = min(width, int((area / aspect) ** 0.5))
         top = int(torch.randint(0, height - patch_height + 1, (1,), generator=generator))
         left = int(torch.randint(0, width - patch_width + 1, (1,), generator=generator))
-        out[index, :, top : top + patch_height, left : left + patch_width] = float(_uniform(generator, 0.2, 0.8, 1))
+        out[index, :, top : top + patch_height, left : left + patch_width] = float(uniform(generator, 0.2, 0.8, 1))
     return out
 
 
@@ -449,19 +450,6 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
 
 def _export(net: GenderNet, temperature: float, config: TrainConfig, path: Path) -> None:
     net.eval()
-    module = _Exportable(net, temperature).eval()
-    sample = torch.zeros((1, config.image_size, config.image_size, 3), dtype=torch.uint8)
-    torch.onnx.export(
-        module,
-        (sample,),
-        str(path),
-        input_names=[CLASSIFIER_INPUT_NAME],
-        output_names=[CLASSIFIER_OUTPUT_NAME],
-        dynamic_axes={CLASSIFIER_INPUT_NAME: {0: "batch"}, CLASSIFIER_OUTPUT_NAME: {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    model = onnx.load(str(path))
     metadata = {
         "name": "facegender-mobilenetv2",
         "version": config.model_version,
@@ -470,6 +458,11 @@ def _export(net: GenderNet, temperature: float, config: TrainConfig, path: Path)
         "temperature": f"{temperature:.4f}",
         "trained_on": config.data.name,
     }
-    onnx.helper.set_model_props(model, metadata)
-    store_weights_as_float16(model)
-    onnx.save(model, str(path))
+    export_chip_model(
+        _Exportable(net, temperature),
+        path,
+        chip_size=config.image_size,
+        input_name=CLASSIFIER_INPUT_NAME,
+        output_name=CLASSIFIER_OUTPUT_NAME,
+        metadata=metadata,
+    )
