@@ -93,6 +93,7 @@ def train_orientation(
     chips, turns, splits = _turned_chips(items, chip_size=chip_size, cache_dir=cache_dir, progress=progress)
     train_index = np.flatnonzero(splits == "train")
     val_index = np.flatnonzero(splits == "val")
+    counts = {"train": len(train_index), "val": len(val_index)}
     if len(train_index) == 0:
         raise DatasetError("no training images with a detectable face")
     if len(val_index) == 0:  # tiny smoke-test sets: choose the epoch on what there is
@@ -123,10 +124,7 @@ def train_orientation(
         )
         history.append(record)
         if log:
-            log(
-                f"epoch {epoch}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}, "
-                f"val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f} ({record.seconds:.0f}s)"
-            )
+            log(record.line())
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch = val_accuracy, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -135,7 +133,6 @@ def train_orientation(
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "orientation.onnx"
     _export(net, model_path, chip_size=chip_size, model_version=model_version, trained_on=data.name)
-    counts = {"train": len(train_index), "val": len(val_index) if len(val_index) != len(train_index) else 0}
     summary = {
         "seed": seed,
         "epochs": epochs,

@@ -54,6 +54,13 @@ class EpochRecord:
     val_accuracy: float
     seconds: float
 
+    def line(self) -> str:
+        """The epoch as the training commands log it."""
+        return (
+            f"epoch {self.epoch}: train loss {self.train_loss:.4f} acc {self.train_accuracy:.4f}, "
+            f"val loss {self.val_loss:.4f} acc {self.val_accuracy:.4f} ({self.seconds:.0f}s)"
+        )
+
 
 @dataclass
 class TrainResult:
@@ -412,10 +419,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
         )
         history.append(record)
         if log:
-            log(
-                f"epoch {epoch}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f}, "
-                f"val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f} ({record.seconds:.0f}s)"
-            )
+            log(record.line())
         if record.val_accuracy > best_accuracy:
             best_accuracy, best_epoch = record.val_accuracy, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
