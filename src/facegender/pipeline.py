@@ -232,7 +232,7 @@ class FaceGender:
         faces_cut = _faces_in(cut_from, found, found_in=image)
         turnable = (
             [(i, face) for i, face in enumerate(faces_cut) if self.detector.may_turn_upright(face)]
-            if self.settings.turn_faces_upright
+            if self.orientation is not None  # (loaded for turn_faces_upright alone)
             else []
         )
         return _Located(
