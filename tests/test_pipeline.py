@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,19 @@ def test_turning_faces_upright_looks_again_only_at_unsure_faces_not_found_uprigh
     unsure = [f for f in faces if f.detection_score < SURE_UPRIGHT_SCORE and f.probability < UNSURE_READING]
     assert 0 < len(upright) == len(unsure) < len(faces)  # only faces found and read unsurely are asked about
     assert len(asked) == sum(p < UPRIGHT_PROBABILITY for p in upright) < len(unsure)
+
+
+def test_an_orientation_model_for_other_chips_is_refused_at_start(
+    utkface_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from facegender.cli import main
+
+    data = str(utkface_subset(2000))
+    with pytest.raises(SystemExit):
+        main(["train-orientation", "--data", data, "--out", str(tmp_path), "--epochs", "1", "--chip-size", "96"])
+    with pytest.raises(ModelError, match="takes 96 px chips, not the classifier's 128"):
+        FaceGender(settings=Settings(turn_faces_upright=True, orientation_path=tmp_path / "orientation.onnx"))
 
 
 def test_a_photo_s_pixels_are_kept_past_its_chips_only_while_a_face_may_be_turned(

@@ -14,7 +14,7 @@ from facegender.align import chip_shrink, face_chip, head_turn, whole_image_chip
 from facegender.classify import GenderClassifier
 from facegender.decode import DecodedImage, ImageSource, RGBImage, decode_image, is_one_image
 from facegender.detect import BlazeFaceDetector
-from facegender.errors import FaceGenderError, InferenceFailedError
+from facegender.errors import FaceGenderError, InferenceFailedError, ModelError
 from facegender.orientation import OrientationClassifier
 from facegender.results import LABELS, Box, Detection, Face
 from facegender.settings import Settings
@@ -68,6 +68,12 @@ class FaceGender:
             if self.settings.turn_faces_upright
             else None
         )
+        if self.orientation is not None and self.orientation.input_size != self.classifier.input_size:
+            # It reads the classifier's chips: a mismatch would fail every photo with a face to turn.
+            raise ModelError(
+                f"{self.settings.orientation_path.name} takes {self.orientation.input_size} px chips,"
+                f" not the classifier's {self.classifier.input_size}"
+            )
 
     @property
     def model_name(self) -> str:
