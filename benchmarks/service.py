@@ -24,7 +24,18 @@ from pathlib import Path
 from typing import IO
 
 from .client import FormBody, FormClient, NoAnswerError, form_body
-from .common import NO_MEMORY, ROOT, Memory, PeakSampler, Row, free_port, percentile, process_memory, wait_until_ready
+from .common import (
+    NO_MEMORY,
+    ROOT,
+    Memory,
+    PeakSampler,
+    Row,
+    cpu_seconds,
+    free_port,
+    percentile,
+    process_memory,
+    wait_until_ready,
+)
 
 __all__ = ["CLIENTS", "WORKERS", "Load", "Server", "our_server", "payloads", "run", "send", "serving", "warm_up"]
 
@@ -51,10 +62,16 @@ class Load:
     latencies_ms: list[float]
     failures: int
     peak_memory: Memory
+    server_cpu_s: float
+    """User and system CPU seconds that the server's process tree spent during the burst."""
 
     @property
     def rate(self) -> float:
         return len(self.latencies_ms) / self.seconds
+
+    @property
+    def server_cpu_ms_per_request(self) -> float:
+        return 1000 * self.server_cpu_s / len(self.latencies_ms)
 
 
 def our_server(*, workers: int, clients: int) -> tuple[list[str], dict[str, str]]:
@@ -120,15 +137,18 @@ def send(server: Server, photos: Sequence[FormBody], *, clients: int, requests: 
             return (time.perf_counter() - started) * 1000, ok
 
         with ThreadPoolExecutor(max_workers=clients) as pool, PeakSampler(server.process.pid) as sampler:
+            cpu_before = cpu_seconds(server.process.pid)
             started = time.perf_counter()
             outcomes = list(pool.map(one, range(requests)))
             seconds = time.perf_counter() - started
+            cpu_after = cpu_seconds(server.process.pid)
     return Load(
         clients=clients,
         seconds=seconds,
         latencies_ms=[latency for latency, _ in outcomes],
         failures=sum(not ok for _, ok in outcomes),
         peak_memory=sampler.peak or NO_MEMORY,
+        server_cpu_s=sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items()),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.compare import median_difference
 from benchmarks.robustness import CHANGES
 from benchmarks.scaling import FACE_COUNTS, MEGAPIXELS
 from benchmarks.service import CLIENTS, WORKERS
@@ -89,17 +90,68 @@ def test_quick_benchmark_prints_every_row(shared_data: Path, tmp_path: Path) -> 
     assert record["quick"] and len(record["rows"]) == len(main)
 
 
+@pytest.fixture
+def second_checkout(tmp_path: Path) -> Path:
+    """A second checkout of the same code."""
+    other = (tmp_path / "other").resolve()
+    other.mkdir()
+    (other / "src").symlink_to(ROOT / "src")
+    return other
+
+
 @pytest.mark.slow
-def test_compare_runs_each_checkout_s_server_and_prints_its_rows() -> None:
-    command = [sys.executable, "-m", "benchmarks.compare", str(ROOT), "--rounds", "2", "--workers", "1"]
-    command += ["--clients", "1", "2", "--requests", "4"]
+def test_compare_alternates_the_checkouts_and_pairs_their_rounds(second_checkout: Path) -> None:
+    other = second_checkout
+    command = [sys.executable, "-m", "benchmarks.compare", str(ROOT), str(other), "--rounds", "2", "--workers", "1"]
+    command += ["--clients", "1", "2", "--requests", "8"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = _table_rows(result.stdout, "round")
     assert [(row[0], row[1], row[2]) for row in rows] == [
-        (round_, str(ROOT), clients) for round_ in ("1", "2") for clients in ("1", "2")
+        (round_, str(checkout), clients)
+        for round_, checkouts in (("1", (ROOT, other)), ("2", (other, ROOT)))
+        for checkout in checkouts
+        for clients in ("1", "2")
     ]
     assert all(float(row[3]) > 0 and float(row[4]) <= float(row[5]) <= float(row[6]) for row in rows)
+    assert all(float(row[7]) > 0 for row in rows)  # the server's CPU per request
+    paired = _table_rows(result.stdout, "checkout")
+    assert [(row[0], row[1], row[2], row[3]) for row in paired] == [
+        (str(other), str(ROOT), clients, "2") for clients in ("1", "2")
+    ]
+    for row in paired:  # two rounds are too few for a 95% interval of the median
+        assert row[5] == row[7] == row[9] == "n/a"
+        p95 = [float(r[5]) for r in rows if r[2] == row[2]]
+        assert float(row[4].removesuffix(" ms")) == pytest.approx((p95[1] - p95[0] + p95[2] - p95[3]) / 2, abs=0.16)
+
+
+@pytest.mark.slow
+def test_compare_library_times_each_checkout_s_library_in_alternation(second_checkout: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.compare", str(ROOT), str(second_checkout), "--library"]
+    result = subprocess.run([*command, "--rounds", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = _table_rows(result.stdout, "round")
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("1", str(ROOT), "1"),
+        ("1", str(second_checkout), "1"),
+        ("2", str(second_checkout), "1"),
+        ("2", str(ROOT), "1"),
+    ]
+    seconds = [float(row[3]) for row in rows]
+    assert all(0.2 < value < 60 for value in seconds)  # 187 portraits read, not none
+    (paired,) = _table_rows(result.stdout, "checkout")
+    relative = ((seconds[1] / seconds[0] - 1) + (seconds[2] / seconds[3] - 1)) / 2 * 100
+    assert paired[:4] == [str(second_checkout), str(ROOT), "1", "2"]
+    assert float(paired[4].removesuffix("%")) == pytest.approx(relative, abs=0.1)
+    assert paired[5] == "n/a"
+
+
+def test_the_median_difference_s_interval_is_the_sign_test_s() -> None:
+    sixteen = median_difference([float(x) for x in reversed(range(16))])
+    assert sixteen.median == 7.5 and sixteen.interval == (3.0, 12.0)  # 1 - 2 P(B(16, 1/2) <= 3) = 0.979
+    assert median_difference([4.0, -1.0, 2.0, 3.0, 0.0, 1.0]).interval == (-1.0, 4.0)  # 0.969
+    assert median_difference([1.0, 2.0, 3.0, 4.0, 5.0]).interval is None  # at best 0.938
+    assert median_difference([2.0, -1.0, 5.0]).median == 2.0
 
 
 def test_compare_refuses_a_folder_that_is_no_checkout(tmp_path: Path) -> None:
