@@ -184,10 +184,7 @@ def _libraries(checkouts: Sequence[Path]) -> Iterator[list[subprocess.Popen[str]
         for path, process in zip(checkouts, processes, strict=True):
             if _answer(process) != READY:
                 raise RuntimeError(f"the library of {path} did not start")
-        yield processes
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.close()
+        yield processes  # (leaving each Popen closes its stdin, which ends its loop, and waits for it)
 
 
 def _answer(process: subprocess.Popen[str]) -> str:
