@@ -215,9 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkouts", nargs="+", type=_checkout, help="checkouts of facegender to compare")
     parser.add_argument("--library", action="store_true", help="compare the libraries' CPU time, one thread each")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16], help="client counts (default 1 16)")
-    parser.add_argument("--requests", type=int, default=400, help="requests per client count (default 400)")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes (default 2; servers only)")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 16], help="client counts (default 1 16; servers only)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=400, help="requests per client count (default 400; servers only)"
+    )
     args = parser.parse_args(argv)
     if args.library:
         library = _compare_libraries(args.checkouts, args)
