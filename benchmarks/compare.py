@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from facegender.data import load_dataset
 
@@ -188,9 +187,16 @@ def _libraries(checkouts: Sequence[Path]) -> Iterator[list[subprocess.Popen[str]
 
 
 def _answer(process: subprocess.Popen[str]) -> str:
-    stdout: IO[str] | None = process.stdout
-    assert stdout is not None
-    return stdout.readline().strip()
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
+
+
+def _library_pass(process: subprocess.Popen[str]) -> float:
+    """The CPU seconds of one pass of ``process``'s library over the portraits."""
+    assert process.stdin is not None
+    process.stdin.write(f"{PASS}\n")
+    process.stdin.flush()
+    return float(_answer(process))
 
 
 def _compare_libraries(checkouts: Sequence[Path], args: argparse.Namespace) -> Measures:
@@ -200,11 +206,7 @@ def _compare_libraries(checkouts: Sequence[Path], args: argparse.Namespace) -> M
     with _libraries(checkouts) as processes:
         for round_ in range(1, args.rounds + 1):
             for index in _in_turn(len(processes), round_):
-                stdin = processes[index].stdin
-                assert stdin is not None
-                stdin.write(f"{PASS}\n")
-                stdin.flush()
-                seconds = float(_answer(processes[index]))
+                seconds = _library_pass(processes[index])
                 measures[(index, 1, round_)] = (seconds,)
                 print(f"| {round_} | {checkouts[index]} | 1 | {seconds:.3f} |", flush=True)
     return measures

@@ -20,8 +20,8 @@ def export_chip_model(
     output_name: str,
     metadata: dict[str, str],
 ) -> None:
-    """Export ``module``, which takes uint8 NHWC chips of ``chip_size`` in any number, to ``path`` as ONNX with
-    ``metadata`` and its weights stored as float16."""
+    """Export ``module`` (put in eval mode), which takes uint8 NHWC chips of ``chip_size`` in any number, to ``path``
+    as ONNX with ``metadata`` and its weights stored as float16."""
     sample = torch.zeros((1, chip_size, chip_size, 3), dtype=torch.uint8)
     torch.onnx.export(
         module.eval(),

@@ -219,7 +219,7 @@ def _export(net: OrientationNet, path: Path, *, chip_size: int, model_version: s
         "trained_on": trained_on,
     }
     export_chip_model(
-        _Exportable(net.eval()),
+        _Exportable(net),
         path,
         chip_size=chip_size,
         input_name=ORIENTATION_INPUT_NAME,

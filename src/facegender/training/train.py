@@ -453,7 +453,6 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> T
 
 
 def _export(net: GenderNet, temperature: float, config: TrainConfig, path: Path) -> None:
-    net.eval()
     metadata = {
         "name": "facegender-mobilenetv2",
         "version": config.model_version,
